@@ -1,0 +1,274 @@
+"""``python -m reports.build``: one self-contained HTML report of the studies in a store.
+
+The report leads with the verdict in plain words and then shows the evidence for it: whether the
+comparison is fair, the distributions of validation mAP, dispersion with confidence intervals,
+expected best mAP against the tuning budget, importances and marginal effects, where failures
+happen, and how the spread splits over head / medium / tail classes. Figures are inline PNGs and the
+CSS is inline, so the file opens from disk with no network; the numbers behind it are written next
+to it as CSV/JSON (``Analysis.write``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import jinja2
+import markupsafe
+
+from study.errors import UsageError, cli_entry
+
+PROG = "reports.build"
+DEFAULT_OUTPUT = "lossweep-report.html"
+TEMPLATE = "report.html.j2"
+
+
+def files_dir(output: Path) -> Path:
+    """Where the CSV/JSON results go: ``lossweep-report_files/`` beside ``lossweep-report.html``."""
+    return output.with_name(output.stem + "_files")
+
+
+def code_spans(text: Any) -> markupsafe.Markup:
+    """Escape ``text``, then show `backticked` commands as ``<code>`` (escaping first keeps it safe)."""
+    escaped = str(markupsafe.escape(text))
+    return markupsafe.Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped))
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("reports", "templates"),
+        # Study names, class names and fail reasons come from the store: escape everything, always.
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["code"] = code_spans
+    return env
+
+
+def _check_store(url: str, studies: Sequence[str] | None, redacted: str) -> list[str]:
+    """The study names in the store; one-line errors for a missing, unreadable or empty store."""
+    import optuna
+
+    from study.storage import open_storage
+
+    storage = open_storage(url, read_only=True)  # UsageError for a missing file or unreachable server
+    try:
+        names = optuna.study.get_all_study_names(storage=storage)
+    finally:
+        storage.remove_session()
+    if not names:
+        raise UsageError(f"the store {redacted} holds no studies: run `python -m study.run --loss asl` "
+                         "(and `--loss ral`) first")
+    if studies:
+        unknown = [s for s in studies if s not in names]
+        if unknown:
+            raise UsageError(f"no study named {', '.join(unknown)} in {redacted}; it holds: {', '.join(names)}")
+    return names
+
+
+def _verdict_context(analysis: Any, order: list[str]) -> dict[str, Any]:
+    """The plain-words opening: comparison verdicts, or why there is none and what to run."""
+    comparisons = list(analysis.comparisons)
+    reason = None
+    if not comparisons:
+        if not order:
+            reason = "The store has no finished trials, so there is nothing to compare yet."
+        elif len(order) == 1:
+            name = order[0]
+            summary = analysis.summaries.get(name)
+            loss = summary.loss if summary else (analysis.settings.get(name, {}).get("loss") or "")
+            other = "ral" if loss != "ral" else "asl"
+            reason = (f"Only one study ({name}) is in this report, so there is no comparison: robustness is "
+                      f"relative. Run the other loss against the same store, e.g. `python -m study.run --loss "
+                      f"{other} --trials {_budget(analysis, name)}`, then rebuild this report.")
+        else:
+            reason = (f"The studies {', '.join(order)} were not compared: a comparison needs complete trials in "
+                      "both studies (see the notes below). Run more trials and rebuild this report.")
+    few = [s for s in analysis.summaries.values() if not s.enough]
+    return {"comparisons": comparisons, "no_comparison": reason, "few": few,
+            "at_a_glance": [_glance(s) for s in analysis.summaries.values()]}
+
+
+def _glance(s: Any) -> str:
+    """One sentence per study: how many trials count and how spread their mAP is."""
+    from reports.tables import estimate, number
+
+    label = s.name if s.name == s.loss else f"{s.name} ({s.loss})"
+    text = f"{label}: {s.n_complete:,} of {s.n_trials:,} trials complete"
+    if s.n_diverged or s.n_failed:
+        text += f" ({s.n_diverged:,} diverged, {s.n_failed:,} failed)"
+    mean, std, best = (s.stats.get(k) for k in ("mean", "std", "best"))
+    if s.n_complete and mean is not None:
+        text += f"; validation mAP mean {number(mean.value)}, std {estimate(std)}, best {number(best.value if best else None)}"
+    return text + "."
+
+
+def _budget(analysis: Any, name: str) -> int:
+    config = analysis.settings.get(name, {}).get("config") or {}
+    try:
+        return int(config.get("n_trials") or 200)
+    except (TypeError, ValueError):
+        return 200
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0]}
+    for package in ("lossweep", "optuna", "pandas", "scipy", "matplotlib", "seaborn", "jinja2"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def render(analysis: Any, *, results: list[Path] | None = None, output: Path | None = None,
+           timings: dict[str, float] | None = None) -> str:
+    """The report's HTML for an :class:`analysis.results.Analysis` (no store access)."""
+    from reports import charts, tables
+
+    timings = timings if timings is not None else {}
+    order = tables.study_order(analysis)
+    start = time.perf_counter()
+    figures = charts.charts(analysis, order)
+    timings["figures"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    relative = []
+    for path in results or []:
+        try:
+            relative.append(Path(path).resolve().relative_to(output.parent).as_posix() if output else Path(path).name)
+        except ValueError:
+            relative.append(Path(path).as_posix())
+    packages, versions = tables.version_rows(analysis.settings, order)
+    context = {
+        "title": "lossweep report: " + (" vs ".join(order) if order else "no studies"),
+        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "studies": order,
+        "storage": analysis.storage,
+        "messages": list(analysis.messages),
+        **_verdict_context(analysis, order),
+        "comparison_rows": tables.comparison_rows(analysis.comparisons),
+        "fairness": tables.fairness_rows(analysis.settings, order),
+        "summaries": tables.dispersion_rows(analysis.summaries.values()),
+        "summary_map": analysis.summaries,
+        "dispersion_columns": [label for _, label in tables.DISPERSION_COLUMNS],
+        "status_counts": tables.status_counts(analysis.trials, order),
+        "fail_reasons": tables.fail_reasons(analysis.trials),
+        "tiers": tables.tier_rows(analysis.trials, analysis.summaries.values()),
+        "spaces": tables.search_space_rows(analysis.settings, order),
+        "settings_json": {s: tables.settings_json(analysis.settings, s) for s in order if s in analysis.settings},
+        "packages": packages,
+        "versions": versions,
+        "report_versions": _versions(),
+        "charts": figures,
+        "results": relative,
+        "estimate": tables.estimate,
+        "number": tables.number,
+    }
+    html = _environment().get_template(TEMPLATE).render(**context)
+    timings["render"] = time.perf_counter() - start
+    return html
+
+
+def build_report(
+    storage: str | None,
+    studies: list[str] | None,
+    output: str | os.PathLike,
+    *,
+    n_boot: int = 2000,
+    timings: dict[str, float] | None = None,
+) -> Path:
+    """Analyse ``studies`` (all lossweep studies when None) in ``storage`` and write the HTML report to ``output``.
+
+    ``storage`` None means ``$LOSSWEEP_STORAGE`` or the default SQLite file (``study.storage.resolve_url``).
+    The results behind the report (CSV/JSON) are written to ``<output stem>_files/``. ``timings``, when
+    given, receives the seconds spent per stage (load, analyse, figures, render, write). Returns the path
+    of the report. Raises UsageError for an empty or unreadable store or an unknown study.
+    """
+    import analysis as analysis_pkg
+    from study.storage import redact, resolve_url
+
+    if n_boot < 0:
+        raise UsageError(f"n_boot must be >= 0, got {n_boot}")
+    timings = timings if timings is not None else {}
+    output = Path(output)
+    if output.is_dir():
+        raise UsageError(f"{output} is a folder: pass the report's file name, e.g. -o {output / DEFAULT_OUTPUT}")
+    url = resolve_url(storage)
+    redacted = redact(url)
+    studies = list(studies) if studies else None
+
+    start = time.perf_counter()
+    _check_store(url, studies, redacted)
+    timings["load"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result = analysis_pkg.analyse(url, studies, n_boot=n_boot, seed=0)
+    result.storage = redact(result.storage or url)
+    loading = float(getattr(result, "timings", {}).get("load", 0.0))  # analyse reads the store first
+    timings["load"] += loading
+    timings["analyse"] = time.perf_counter() - start - loading
+
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        results = result.write(files_dir(output))
+        write_results = time.perf_counter() - start
+
+        html = render(result, results=results, output=output.resolve(), timings=timings)
+
+        start = time.perf_counter()
+        output.write_text(html, encoding="utf-8")
+    except OSError as exc:  # a read-only folder, a full disk: the user's to fix, not a traceback
+        raise UsageError(f"cannot write the report to {output}: {exc.strerror or exc}") from exc
+    timings["write"] = time.perf_counter() - start + write_results
+    return output
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (via cli_entry) instead of usage + error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message} (see --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Build one self-contained HTML report of the lossweep studies in "
+                     "a store: verdict, fairness, dispersion with CIs, importances, failures.")
+    parser.add_argument("--storage", metavar="URL", default=None,
+                        help="SQLAlchemy URL of the Optuna store (default: $LOSSWEEP_STORAGE, else "
+                        "sqlite:///lossweep.db)")
+    parser.add_argument("--studies", metavar="A,B", default=None,
+                        help="comma-separated study names (default: every lossweep study in the store)")
+    parser.add_argument("-o", "--output", metavar="PATH", default=DEFAULT_OUTPUT,
+                        help=f"report file (default: {DEFAULT_OUTPUT}); results go to <name>_files/ beside it")
+    parser.add_argument("--n-boot", type=int, default=2000, metavar="N",
+                        help="bootstrap resamples for the confidence intervals (default: 2000)")
+    return parser
+
+
+@cli_entry(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    studies = None
+    if args.studies is not None:
+        studies = [s.strip() for s in args.studies.split(",") if s.strip()]
+        if not studies:
+            raise UsageError("--studies is empty: pass comma-separated study names, e.g. --studies asl,ral")
+    path = build_report(args.storage, studies, args.output, n_boot=args.n_boot)
+    print(f"wrote {path} (results in {files_dir(path)}/)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""Typed configuration of one trial.
+
+These dataclasses are the contract between ``study`` (which builds them from command-line flags and
+stores them with ``dataclasses.asdict`` in the study's attributes) and ``runners`` (which executes
+them). They hold only plain values so that they pickle into spawned worker processes and serialise
+to JSON unchanged. This module must not import torch: ``study`` imports it in the parent process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+DATASETS = ("synthetic", "csv", "npz")
+PROTOCOLS = ("linear-probe", "finetune")
+OPTIMIZERS = ("adamw", "sgd")
+HEADS = ("linear", "mlp")
+UNCERTAIN_POLICIES = ("zero", "one", "ignore")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which multi-label data set to use and how to build it.
+
+    ``synthetic`` is the built-in default (no files, no network). ``csv`` reads a manifest plus an
+    image folder (CXR-LT / ChestX-ray14 layout). ``npz`` reads a MedMNIST-style archive.
+    """
+
+    name: Literal["synthetic", "csv", "npz"] = "synthetic"
+    path: str | None = None  # the CSV manifest or the .npz file
+    image_root: str | None = None  # folder the CSV's path column is relative to (default: the CSV's folder)
+    image_size: int = 64  # side of the square images fed to the backbone
+    # synthetic
+    num_classes: int = 26
+    num_images: int = 6000
+    imbalance_ratio: float = 142.0
+    labels_per_image: float = 2.0
+    missing_rate: float = 0.2  # share of training positives dropped (missing findings); val/test are clean
+    signal_strength: float = 1.0  # multiplies every class's contrast: < 1 harder, > 1 easier
+    # csv
+    path_column: str = "path"
+    label_columns: tuple[str, ...] | None = None  # None: auto-detect 0/1 columns
+    split_column: str | None = "split"  # used when present in the CSV
+    group_column: str | None = None  # e.g. a patient id: rows sharing it land in one split (seeded splits)
+    uncertain: Literal["zero", "one", "ignore"] = "zero"  # policy for -1 / empty labels
+    # splits made when the source has none (csv without split column)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0  # generation (synthetic) and split seed
+
+    def __post_init__(self) -> None:
+        # Range checks only; files and columns are checked by runners.data when the data set is loaded.
+        if self.name not in DATASETS:
+            raise ValueError(f"data set name must be one of {DATASETS}, got {self.name!r}")
+        if self.name != "synthetic" and not self.path:
+            raise ValueError(f"the {self.name!r} data set needs a path (the {'CSV manifest' if self.name == 'csv' else '.npz file'})")
+        if self.uncertain not in UNCERTAIN_POLICIES:
+            raise ValueError(f"uncertain must be one of {UNCERTAIN_POLICIES}, got {self.uncertain!r}")
+        checks = [
+            (self.image_size >= 8, f"image_size must be >= 8, got {self.image_size}"),
+            (self.num_classes >= 2, f"num_classes must be >= 2, got {self.num_classes}"),
+            (self.num_images >= 10, f"num_images must be >= 10, got {self.num_images}"),
+            (self.imbalance_ratio >= 1, f"imbalance_ratio must be >= 1, got {self.imbalance_ratio}"),
+            (self.labels_per_image > 0, f"labels_per_image must be > 0, got {self.labels_per_image}"),
+            (0 <= self.missing_rate < 1, f"missing_rate must be in [0, 1), got {self.missing_rate}"),
+            (self.signal_strength > 0, f"signal_strength must be > 0, got {self.signal_strength}"),
+            (0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}"),
+            (0 < self.test_fraction < 1, f"test_fraction must be in (0, 1), got {self.test_fraction}"),
+            (
+                self.val_fraction + self.test_fraction < 1,
+                f"val_fraction + test_fraction must be < 1, got {self.val_fraction + self.test_fraction}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        if self.label_columns is not None and not isinstance(self.label_columns, tuple):
+            object.__setattr__(self, "label_columns", tuple(self.label_columns))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the classifier is optimised. ``lr`` and ``weight_decay`` are nuisance hyperparameters a study may sweep."""
+
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    head: Literal["linear", "mlp"] = "linear"
+    mlp_hidden: int = 256
+    grad_clip: float | None = None  # max gradient norm; None disables clipping
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 where supported on CUDA, off on CPU
+    warmup_epochs: int = 0
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything except the loss and its hyperparameters that determines a trial's result."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: str = "resnet18"
+    checkpoint: str | None = None  # local .pth / .safetensors file; None: random init (nothing is downloaded)
+    protocol: Literal["linear-probe", "finetune"] = "linear-probe"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    device: str = "auto"  # cpu, cuda, cuda:N, mps or auto
+    cache_dir: str = ".lossweep-cache"  # data and embedding cache (joblib.Memory)
+    embed_batch_size: int = 128
+    num_threads: int | None = None  # torch intra-op threads in this process; None: leave torch's default
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrialConfig":
+        d = dict(d)
+        data = dict(d.pop("data", {}))
+        if data.get("label_columns") is not None:
+            data["label_columns"] = tuple(data["label_columns"])
+        train = d.pop("train", {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown trial settings: {sorted(unknown)}")
+        return cls(data=DataConfig(**data), train=TrainConfig(**train), **d)

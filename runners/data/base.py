@@ -1,0 +1,149 @@
+"""The in-memory form every data source is turned into: three splits of binary labels plus images.
+
+A :class:`Split` holds its images either as one uint8 array (synthetic, npz: indexed and resized batch
+by batch) or as file paths (csv: read one by one with Pillow). Everything downstream (loaders, metrics,
+the embedding cache) sees only this interface, so a new source only has to produce a
+:class:`MultiLabelDataset` and pass :func:`check_dataset`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    """One split: ``labels`` (N, C) uint8 in {0, 1}; ``mask`` (N, C) bool, False where a label is unknown
+    (None: all known); images in ``images`` (N, H, W) / (N, H, W, 3) uint8 or as files in ``paths``.
+
+    ``clean_labels`` is set only where the true labels are known although the training labels are not
+    (the synthetic set's dropped positives): it lets a study measure what the missing labels cost.
+    """
+
+    name: str
+    labels: np.ndarray
+    mask: np.ndarray | None = None
+    images: np.ndarray | None = field(default=None, repr=False)
+    paths: tuple[str, ...] | None = field(default=None, repr=False)
+    clean_labels: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.name not in SPLITS:
+            raise ValueError(f"split name must be one of {SPLITS}, got {self.name!r}")
+        if self.labels.ndim != 2:
+            raise ValueError(f"{self.name} labels must be (N, C), got shape {self.labels.shape}")
+        n = self.labels.shape[0]
+        if (self.images is None) == (self.paths is None):
+            raise ValueError(f"{self.name} split needs exactly one of images (an array) or paths (files)")
+        if self.images is not None:
+            if self.images.dtype != np.uint8 or not (
+                self.images.ndim == 3 or (self.images.ndim == 4 and self.images.shape[-1] == 3)
+            ):
+                raise ValueError(
+                    f"{self.name} images must be uint8 (N, H, W) or (N, H, W, 3); "
+                    f"got {self.images.dtype} {self.images.shape}"
+                )
+            if len(self.images) != n:
+                raise ValueError(f"{self.name} split has {len(self.images)} images but {n} label rows")
+        if self.paths is not None and len(self.paths) != n:
+            raise ValueError(f"{self.name} split has {len(self.paths)} paths but {n} label rows")
+        if self.mask is not None and self.mask.shape != self.labels.shape:
+            raise ValueError(f"{self.name} mask has shape {self.mask.shape}, labels {self.labels.shape}")
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.labels.shape[1])
+
+    @property
+    def positives(self) -> np.ndarray:
+        """(C,) number of known positive labels per class."""
+        known = self.labels if self.mask is None else self.labels * self.mask
+        return known.sum(axis=0, dtype=np.int64)
+
+    def image(self, i: int) -> np.ndarray:
+        """Image ``i`` as uint8 (H, W) grayscale or (H, W, 3) RGB."""
+        if self.images is not None:
+            return self.images[i]
+        from .csv_manifest import read_image  # deferred: only file-backed splits need Pillow
+
+        return read_image(self.paths[i])
+
+
+@dataclass
+class MultiLabelDataset:
+    """Three splits sharing one class list, plus a fingerprint of everything that determines them."""
+
+    class_names: list[str]
+    train: Split
+    val: Split
+    test: Split
+    fingerprint: str
+    description: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def train_positives(self) -> np.ndarray:
+        """(C,) int: known training positives per class (what the head/medium/tail split ranks)."""
+        return self.train.positives
+
+    @property
+    def splits(self) -> dict[str, Split]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def fingerprint(*parts: Any) -> str:
+    """SHA-256 hex digest of JSON-serialisable parts (dicts are key-sorted, so order never matters)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def hash_arrays(digest: "hashlib._Hash", *arrays: np.ndarray) -> None:
+    """Feed arrays (dtype, shape and bytes) into a running digest."""
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+
+
+def check_dataset(dataset: MultiLabelDataset, source: str) -> MultiLabelDataset:
+    """Refuse data sets a study cannot score: fewer than 2 classes, or a class without a positive in a split.
+
+    A class without validation positives has no AP, so its trials could not be compared; without
+    training positives no loss can learn it. ``source`` names the file (or "synthetic") in the message.
+    """
+    if dataset.num_classes < 2:
+        raise ValueError(
+            f"{source}: found {dataset.num_classes} class(es) {dataset.class_names}; a multi-label study needs >= 2"
+        )
+    for split in dataset.splits.values():
+        if split.num_classes != dataset.num_classes:
+            raise ValueError(f"{source}: {split.name} has {split.num_classes} label columns, expected {dataset.num_classes}")
+        if not np.isin(split.labels, (0, 1)).all():
+            raise ValueError(f"{source}: {split.name} labels must be 0/1")
+        if len(split) == 0:
+            raise ValueError(f"{source}: the {split.name} split is empty")
+        empty = np.flatnonzero(split.positives == 0)
+        if empty.size:
+            names = [dataset.class_names[c] for c in empty[:5]]
+            raise ValueError(
+                f"{source}: class {names[0]!r} has no positive in the {split.name} split"
+                + (f" ({empty.size} classes lack one: {names}{'...' if empty.size > 5 else ''})" if empty.size > 1 else "")
+                + "; drop it (label_columns), merge splits, or re-split with a seed"
+            )
+    return dataset

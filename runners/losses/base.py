@@ -1,0 +1,174 @@
+"""The base class every loss shares: hyperparameter checking, input checking, reductions, masking.
+
+A loss subclass declares ``defaults`` (every hyperparameter with the released code's default),
+checks its own values in ``check_params`` and computes in ``_kernel`` (see ``_closed_form``). Inputs
+are validated here once, so that every loss accepts the same call:
+``loss(logits, targets, mask=None)`` with float logits of any shape, 0/1 targets of the same shape
+(soft targets blend the positive and negative terms linearly) and an optional mask broadcastable to it (0 = the element contributes nothing; float masks weight).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any, ClassVar, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ._closed_form import ClosedFormLoss, evaluate
+
+REDUCTIONS = ("sum", "mean", "none")
+FOCAL_GRADS = ("detach", "through")
+
+
+class MultiLabelLoss(nn.Module):
+    """A multi-label loss on logits; subclasses set ``defaults`` and implement ``_kernel``.
+
+    ``reduction``: ``"sum"`` (the released code's choice and the default), ``"mean"`` (divided by the
+    number of elements, or by the mask's total weight when a mask is given) or ``"none"``.
+    """
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {"reduction": "sum"}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__()
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            valid = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items())
+            raise ValueError(f"{self._label()} got unknown parameter(s) {', '.join(unknown)}; valid parameters (defaults): {valid}")
+        checked = self.check_params({**self.defaults, **params})
+        self._params = checked
+        for key, value in checked.items():
+            setattr(self, key, value)
+
+    # --- hyperparameters ------------------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, Any]:
+        """The hyperparameters in effect, defaults filled in (a copy)."""
+        return dict(self._params)
+
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Validate and normalise ``params``; subclasses extend this and call ``super()``."""
+        params["reduction"] = choice(self, params, "reduction", REDUCTIONS)
+        if "focal_grad" in params:
+            params["focal_grad"] = choice(self, params, "focal_grad", FOCAL_GRADS)
+        return params
+
+    @classmethod
+    def _label(cls) -> str:
+        return f"loss {cls.name!r}" if cls.name else cls.__name__
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self._params.items())
+
+    # --- computing ------------------------------------------------------------------------------
+    def forward(self, logits: Tensor, targets: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        x, y, m = self._prepare(logits, targets, mask)
+        per_element = self.reduction == "none"
+        with _no_autocast(x):
+            if x.requires_grad and torch.is_grad_enabled():
+                loss = ClosedFormLoss.apply(x, y, m, self._chunk, per_element)
+            else:
+                loss, _ = evaluate(self._chunk, x, y, m, False, per_element)
+        return self._reduce(loss, logits, m)
+
+    def _chunk(self, x: Tensor, y: Tensor, mask: Optional[Tensor], grad_out: Optional[Tensor], loss_out: Optional[Tensor]) -> Optional[Tensor]:
+        """Value and gradient on one chunk; see ``runners.losses._closed_form``."""
+        raise NotImplementedError
+
+    def _reduce(self, loss: Tensor, logits: Tensor, m: Optional[Tensor]) -> Tensor:
+        if self.reduction == "none":
+            return loss.view(logits.shape)
+        if self.reduction == "mean":
+            if m is None:
+                return loss / logits.numel()
+            return loss / m.sum().clamp_min(torch.finfo(m.dtype).tiny)  # an all-zero mask gives 0, not NaN
+        return loss
+
+    def _prepare(self, logits: Tensor, targets: Tensor, mask: Optional[Tensor]) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+        """Float logits (float64 stays float64, others compute in float32), targets and mask in the same dtype and shape."""
+        if not isinstance(logits, Tensor) or not logits.is_floating_point():
+            raise ValueError(f"{self._label()}: logits must be a floating-point tensor, got {_describe(logits)}")
+        if not isinstance(targets, Tensor):
+            raise ValueError(f"{self._label()}: targets must be a tensor of 0/1 labels, got {type(targets).__name__}")
+        if targets.shape != logits.shape:
+            raise ValueError(f"{self._label()}: targets shape {tuple(targets.shape)} must equal logits shape {tuple(logits.shape)}")
+        if targets.device != logits.device:
+            raise ValueError(f"{self._label()}: targets are on {targets.device} but logits on {logits.device}; move them to one device")
+        x = logits
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()  # bf16 / fp16 (autocast): compute in float32, return float32
+        # Targets are not checked for 0/1 values: that would cost a pass over them per call. Soft targets
+        # blend the positive and negative terms linearly (y l+ + (1 - y) l-).
+        y = targets.to(x.dtype)
+        m = None
+        if mask is not None:
+            if not isinstance(mask, Tensor):
+                raise ValueError(f"{self._label()}: mask must be a bool or float tensor, got {type(mask).__name__}")
+            try:
+                torch.broadcast_shapes(mask.shape, logits.shape)
+            except RuntimeError:
+                raise ValueError(f"{self._label()}: mask shape {tuple(mask.shape)} does not broadcast to logits shape {tuple(logits.shape)}") from None
+            m = mask.to(device=x.device, dtype=x.dtype).expand(logits.shape)
+        return x, y, m
+
+
+# --- parameter checks (shared by the losses) --------------------------------------------------------
+def real(loss: MultiLabelLoss, params: dict[str, Any], name: str, *, low: float | None = None, high: float | None = None,
+         low_open: bool = False, high_open: bool = False, why: str = "") -> float:
+    """``params[name]`` as a finite float within the given bounds, or a ValueError saying which."""
+    value = params[name]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ValueError(f"{loss._label()}: {name} must be a finite number, got {value!r}")
+    value = float(value)
+    bad_low = low is not None and (value <= low if low_open else value < low)
+    bad_high = high is not None and (value >= high if high_open else value > high)
+    if bad_low or bad_high:
+        left = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
+        right = "" if high is None else f"{high:g}" + (")" if high_open else "]")
+        interval = f"{left or '(-inf'}, {right or 'inf)'}"
+        raise ValueError(f"{loss._label()}: {name} must be in {interval}, got {value!r}" + (f" ({why})" if why else ""))
+    return value
+
+
+def coefficients(loss: MultiLabelLoss, params: dict[str, Any], name: str) -> tuple[float, ...]:
+    """``params[name]`` as a tuple of finite floats (any length, empty allowed)."""
+    value = params[name]
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, torch.Tensor)) and not hasattr(value, "__iter__"):
+        raise ValueError(f"{loss._label()}: {name} must be a sequence of numbers such as (1.0, -1.25), got {value!r}")
+    out = []
+    for i, c in enumerate(list(value)):
+        if isinstance(c, bool) or not isinstance(c, numbers.Real) or not math.isfinite(float(c)):
+            raise ValueError(f"{loss._label()}: {name}[{i}] must be a finite number, got {c!r}")
+        out.append(float(c))
+    return tuple(out)
+
+
+def choice(loss: MultiLabelLoss, params: dict[str, Any], name: str, options: Sequence[str]) -> str:
+    value = params[name]
+    if value not in options:
+        raise ValueError(f"{loss._label()}: {name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
+
+
+def _describe(obj: Any) -> str:
+    return f"a {obj.dtype} tensor" if isinstance(obj, Tensor) else type(obj).__name__
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
+
+def _no_autocast(x: Tensor):
+    """Losses compute in the logits' float precision even inside an autocast region."""
+    device_type = x.device.type
+    if device_type in ("cpu", "cuda") and _autocast_enabled(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()

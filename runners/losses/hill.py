@@ -1,0 +1,71 @@
+"""Hill loss, Zhang et al., "Simple and Robust Loss Design for Multi-Label Learning with Missing Labels", 2021."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from ._closed_form import power, softplus, times_sigmoid_slope_, workspace
+from .base import MultiLabelLoss, real
+from .registry import register_loss
+
+
+@register_loss("hill")
+class HillLoss(MultiLabelLoss):
+    r"""Hill: ``sum[ -y (1-p_m)^gamma log p_m + (1-y) (lam - p) p^2 ]``, p = sigmoid(x), p_m = sigmoid(x - margin).
+
+    Positives get focal loss with a logit margin; negatives the Hill-shaped ``(lam - p) p^2``, which
+    down-weights confident negatives (likely missing positives). Defaults are the released ``Hill``
+    (xinyu1205/robust-loss-mlml): lam = 1.5, margin = 1, gamma = 2, weights differentiated
+    (``focal_grad="through"``); ``log p_m`` is ``-softplus(margin - x)``, exact where the released
+    ``log(sigmoid(.))`` underflows.
+
+    Paper: Y. Zhang, Y. Cheng, X. Huang, F. Wen, R. Feng, Y. Li, Y. Guo, "Simple and Robust Loss Design
+    for Multi-Label Learning with Missing Labels", arXiv:2112.07368, 2021.
+    """
+
+    defaults = {"lam": 1.5, "margin": 1.0, "gamma": 2.0, "focal_grad": "through", "reduction": "sum"}
+
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        params = super().check_params(params)
+        params["lam"] = real(self, params, "lam", low=0.0, low_open=True, why="lam <= 1 already flips the sign of (lam - p) for confident negatives")
+        params["margin"] = real(self, params, "margin")
+        params["gamma"] = real(self, params, "gamma", low=0.0, why="a focusing exponent; 0 turns focusing off")
+        return params
+
+    def _chunk(self, x: Tensor, y: Tensor, mask: Optional[Tensor], grad_out: Optional[Tensor], loss_out: Optional[Tensor]):
+        lam, margin, gamma = self.lam, self.margin, self.gamma
+        p, e, wn, v, one_minus_pm, nll, wp, t = workspace.take(8, x)
+
+        # Negatives: l- = wn (lam - p) p^2,  wn = (1 - y) mask.
+        torch.sigmoid(x, out=p)
+        torch.mul(p, -1, out=e).add_(lam).mul_(p).mul_(p)
+        torch.mul(y, -1, out=wn).add_(1)
+        if mask is not None:
+            wn.mul_(mask)
+
+        # Positives: l+ = wp softplus(margin - x),  wp = (1 - p_m)^gamma y mask,  1 - p_m = sigmoid(margin - x).
+        torch.mul(x, -1, out=v).add_(margin)
+        torch.sigmoid(v, out=one_minus_pm)
+        softplus(v, out=nll)
+        power(one_minus_pm, gamma, out=wp).mul_(y)
+        if mask is not None:
+            wp.mul_(mask)
+
+        if grad_out is not None:
+            # dl-/dx = wn (2 lam p - 3 p^2) p (1 - p);  dl+/dx = -wp ((1 - p_m) + gamma p_m softplus(margin - x))
+            g = torch.mul(p, 2 * lam, out=grad_out).addcmul_(p, p, value=-3)
+            times_sigmoid_slope_(g, p).mul_(wn)
+            g.addcmul_(wp, one_minus_pm, value=-1)
+            if self.focal_grad == "through" and gamma > 0:
+                p_margin = torch.neg(v, out=t).sigmoid_().mul_(wp)
+                g.addcmul_(p_margin, nll, value=-gamma)
+
+        torch.mul(wn, e, out=t)
+        t.addcmul_(wp, nll)
+        if loss_out is not None:
+            loss_out.copy_(t)
+            return None
+        return t.sum()

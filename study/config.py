@@ -1,0 +1,230 @@
+"""The configuration of one study, its command-line flags, and the check that a resumed study matches.
+
+The trial settings' flags are generated from the fields of ``runners.config`` (DataConfig,
+TrainConfig, TrialConfig) so a field added there gets a flag here without anyone remembering to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from runners.config import DataConfig, TrainConfig, TrialConfig
+
+from .design import SAMPLERS
+
+STORE_FORMAT = 1
+
+# Trial settings that do not change a trial's result, so a resumed study (or another machine of a
+# cluster) may differ in them: where it runs, with how many threads, where its cache lives.
+EXECUTION_ONLY = {"trial.device", "trial.num_threads", "trial.cache_dir", "trial.embed_batch_size"}
+# Study settings that may change on resume: the budget may grow, retries may be raised or lowered.
+RESUMABLE = {"n_trials", "max_retries", "space_file"}
+
+_HELP: dict[str, str] = {
+    "data.name": "data set: synthetic (built-in long-tailed set, no files), csv (manifest + image folder), npz (MedMNIST-style archive)",
+    "data.path": "the CSV manifest or the .npz file",
+    "data.image_root": "folder the CSV's path column is relative to (default: the CSV's folder)",
+    "data.image_size": "side of the square images fed to the backbone",
+    "data.num_classes": "synthetic: number of classes",
+    "data.num_images": "synthetic: number of images",
+    "data.imbalance_ratio": "synthetic: positives of the most / least frequent class",
+    "data.labels_per_image": "synthetic: mean positive labels per image",
+    "data.missing_rate": "synthetic: share of training positives dropped (missing findings)",
+    "data.signal_strength": "synthetic: multiplies every class's contrast (< 1 harder, > 1 easier)",
+    "data.group_column": "csv: column (e.g. a patient id) whose rows stay in one split",
+    "data.path_column": "csv: column holding image paths",
+    "data.label_columns": "csv: comma-separated label columns (default: every 0/1 column)",
+    "data.split_column": "csv: column holding train/val/test (used when present)",
+    "data.uncertain": "csv: policy for -1 / empty labels",
+    "data.val_fraction": "share of images in the validation split when the source has no splits",
+    "data.test_fraction": "share of images in the test split when the source has no splits",
+    "data.seed": "seed of data generation (synthetic) and of the splits",
+    "train.epochs": "training epochs per trial",
+    "train.batch_size": "training batch size",
+    "train.lr": "learning rate (swept instead with --nuisance)",
+    "train.weight_decay": "weight decay (swept instead with --nuisance)",
+    "train.optimizer": "optimiser",
+    "train.head": "classifier head trained on the backbone's features",
+    "train.mlp_hidden": "hidden units of the mlp head",
+    "train.grad_clip": "max gradient norm ('none' disables clipping)",
+    "train.amp": "mixed precision: auto = bf16 where supported on CUDA, off on CPU",
+    "train.warmup_epochs": "linear learning-rate warm-up epochs",
+    "backbone": "timm backbone name (random init unless --checkpoint; nothing is downloaded)",
+    "checkpoint": "local .pth / .safetensors weights for the backbone",
+    "protocol": "linear-probe: train a head on cached embeddings; finetune: train the whole network",
+    "cache_dir": "data and embedding cache folder",
+    "embed_batch_size": "batch size when computing embeddings",
+    "num_threads": "torch threads per worker (default: CPU cores / workers)",
+}
+
+
+def _flag(path: str) -> str:
+    """Command-line flag of a trial setting: data fields get a ``--data-`` prefix, the rest none."""
+    if path == "data.name":
+        return "--data"
+    section, _, name = path.rpartition(".")
+    prefix = "data-" if section == "data" else ""
+    return "--" + prefix + name.replace("_", "-")
+
+
+def _parser_for(hint: Any) -> tuple[Any, list[str] | None]:
+    """(type converter, choices) for a field's type hint."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        inner_type, choices = _parser_for(next(a for a in args if a is not type(None)))
+
+        def optional(text: str) -> Any:
+            return None if text.lower() in ("none", "") else inner_type(text)
+
+        return optional, choices
+    if origin is Literal:
+        return str, list(args)
+    if origin is tuple:
+        return lambda text: tuple(s.strip() for s in text.split(",") if s.strip()), None
+    if hint is bool:
+        return lambda text: text.lower() in ("1", "true", "yes", "on"), None
+    return hint, None
+
+
+def trial_fields() -> list[tuple[str, dataclasses.Field, Any]]:
+    """(dotted path, field, type hint) of every trial setting a flag is made for (``device`` has --devices)."""
+    out = []
+    for section, cls in (("data", DataConfig), ("train", TrainConfig), ("", TrialConfig)):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if cls is TrialConfig and f.name in ("data", "train", "device"):
+                continue
+            out.append((f"{section}.{f.name}" if section else f.name, f, hints[f.name]))
+    return out
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
+def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of DataConfig, TrainConfig and TrialConfig, with its default in --help."""
+    groups = {
+        "data": parser.add_argument_group("data set (runners.config.DataConfig)"),
+        "train": parser.add_argument_group("training (runners.config.TrainConfig)"),
+        "": parser.add_argument_group("backbone and protocol (runners.config.TrialConfig)"),
+    }
+    for path, f, hint in trial_fields():
+        convert, choices = _parser_for(hint)
+        default = _default_of(f)
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        help_text = _HELP.get(path, path)
+        groups[path.rpartition(".")[0]].add_argument(
+            _flag(path),
+            dest="trial__" + path.replace(".", "__"),
+            type=convert,
+            choices=choices,
+            default=argparse.SUPPRESS,
+            metavar=None if choices else f.name.upper(),
+            help=f"{help_text} (default: {shown})",
+        )
+
+
+def trial_config_from_args(args: argparse.Namespace) -> TrialConfig:
+    """The TrialConfig the flags describe (defaults for flags not given)."""
+    given = {k[len("trial__") :]: v for k, v in vars(args).items() if k.startswith("trial__")}
+    data = {k[len("data__") :]: v for k, v in given.items() if k.startswith("data__")}
+    train = {k[len("train__") :]: v for k, v in given.items() if k.startswith("train__")}
+    top = {k: v for k, v in given.items() if "__" not in k}
+    return TrialConfig(data=DataConfig(**data), train=TrainConfig(**train), **top)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything a study's results depend on, plus its budget; stored as the study's ``config`` attribute."""
+
+    loss: str
+    n_trials: int
+    trial: TrialConfig = field(default_factory=TrialConfig)
+    sampler: str = "qmc"
+    seed: int = 0
+    space_mode: str = "full"
+    nuisance: bool = False
+    n_alpha: int = 2
+    n_beta: int = 1
+    replicates: int = 1
+    max_retries: int = 2
+    space_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_trials, bool) or not isinstance(self.n_trials, int) or self.n_trials < 1:
+            raise ValueError(f"--trials must be a positive integer, got {self.n_trials!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown --sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        if self.replicates < 1:
+            raise ValueError(f"--replicates must be >= 1, got {self.replicates}")
+        if self.max_retries < 0:
+            raise ValueError(f"--max-retries must be >= 0, got {self.max_retries}")
+        if self.trial.checkpoint is not None and not Path(self.trial.checkpoint).is_file():
+            raise ValueError(f"--checkpoint {self.trial.checkpoint}: no such file")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``config`` study attribute (docs/store-format.md)."""
+        d = dataclasses.asdict(self)
+        d["trial"] = self.trial.to_dict()
+        if self.trial.checkpoint is not None:
+            d["trial"]["checkpoint_sha256"] = file_sha256(self.trial.checkpoint)
+        return d
+
+    def default_study_name(self) -> str:
+        """``<loss>-<data>-<protocol>-<mode>[-nuisance]``, e.g. ``ral-synthetic-linear-probe-full``."""
+        data = self.trial.data
+        source = data.name if data.path is None else Path(data.path).stem
+        name = f"{self.loss}-{source}-{self.trial.protocol}-{self.space_mode}"
+        return name + "-nuisance" if self.nuisance else name
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(d, (list, tuple)) and any(isinstance(x, dict) for x in d):
+        out = {}
+        for i, x in enumerate(d):
+            name = x.get("name", i) if isinstance(x, dict) else i  # search-space params by name
+            out.update(_flatten(x, f"{prefix}.{name}"))
+        return out
+    if isinstance(d, tuple):
+        d = list(d)
+    return {prefix: d}
+
+
+def setting_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``name (stored X, now Y)`` for each result-relevant setting that differs.
+
+    ``stored`` and ``current`` hold the study attributes ``config``, ``search_space`` and
+    ``data_fingerprint``; execution-only settings and the budget are ignored.
+    """
+    a, b = _flatten(stored), _flatten(current)
+    skip = {f"config.{k}" for k in EXECUTION_ONLY | RESUMABLE}
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if key in skip:
+            continue
+        if a.get(key, "<unset>") != b.get(key, "<unset>"):
+            name = key.removeprefix("config.").removeprefix("trial.")
+            diffs.append(f"{name} (stored {a.get(key, '<unset>')!r}, now {b.get(key, '<unset>')!r})")
+    return diffs

@@ -1,0 +1,95 @@
+"""Fixtures for the report tests: real Optuna SQLite stores written the way ``study.run`` writes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import optuna
+import pytest
+
+from benchmarks.report import make_store
+
+SCRIPT = "<script>alert(1)</script>"
+N_BOOT = 100  # enough for intervals to exist; the tests check structure, not precision
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Callable[..., str]:
+    """``store(studies, n_trials, **kwargs) -> url`` of a fresh SQLite store in ``tmp_path``."""
+    counter = iter(range(1000))
+
+    def make(studies: dict[str, str] | None = None, n_trials: int = 30, **kwargs) -> str:
+        url = f"sqlite:///{tmp_path / f'store{next(counter)}.db'}"
+        return make_store(url, studies, n_trials, **kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-study report whose study name, class names and fail reasons all contain a script tag."""
+    from reports.build import build_report
+
+    folder = tmp_path_factory.mktemp("hostile")
+    url = make_store(f"sqlite:///{folder / 'store.db'}", {SCRIPT: "asl", "ral": "ral"}, 40,
+                     class_names=[f"{SCRIPT}{i}" for i in range(12)], failed=3, fail_reasons=(f"boom {SCRIPT}",))
+    return build_report(url, None, folder / "report.html", n_boot=N_BOOT)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A private PostgreSQL cluster that checks passwords (as tests/storage starts one), as a URL with the password.
+
+    Skips where no PostgreSQL binaries are installed, unless LOSSWEEP_REQUIRE_SERVERS=1.
+    """
+    import glob
+    import os
+    import secrets
+    import shlex
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    def unavailable(reason: str):
+        if os.environ.get("LOSSWEEP_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"PostgreSQL required (LOSSWEEP_REQUIRE_SERVERS=1) but {reason}")
+        pytest.skip(reason)
+
+    def as_postgres(cmd: list[str]) -> list[str]:
+        return ["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(cmd)] if os.geteuid() == 0 else cmd
+
+    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    initdb = initdbs[-1] if initdbs else shutil.which("initdb")
+    if initdb is None:
+        unavailable("no PostgreSQL binaries (initdb) installed")
+    bindir = os.path.dirname(initdb)
+    root = tempfile.mkdtemp(prefix="lossweep-report-pg-")
+    password = "pw-" + secrets.token_hex(8)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pwfile = os.path.join(root, "pw")
+    with open(pwfile, "w") as fh:
+        fh.write(password + "\n")
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(pwfile, "postgres")
+    data = os.path.join(root, "data")
+    try:
+        subprocess.run(as_postgres([initdb, "-D", data, "-U", "postgres", "-A", "scram-sha-256",
+                                    f"--pwfile={pwfile}"]), check=True, capture_output=True)
+        opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(as_postgres([f"{bindir}/pg_ctl", "-D", data, "-l", f"{root}/log", "-w", "-o", opts, "start"]),
+                       check=True, capture_output=True)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        unavailable(f"could not start a PostgreSQL cluster: {getattr(exc, 'stderr', b'') or exc}")
+    try:
+        yield f"postgresql+psycopg://postgres:{password}@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(as_postgres([f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"]), capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

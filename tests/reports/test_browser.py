@@ -1,0 +1,67 @@
+"""The report in a real headless Chromium: renders cleanly, fetches nothing, verdict first."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("LOSSWEEP_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).is_file():
+        if os.environ.get("LOSSWEEP_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"no Chromium at {CHROMIUM} and LOSSWEEP_REQUIRE_SERVERS=1 (set $LOSSWEEP_CHROMIUM)")
+        pytest.skip(f"no Chromium at {CHROMIUM} (set $LOSSWEEP_CHROMIUM)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_report_renders_in_chromium_without_errors_or_network(browser, hostile_report):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    console_errors, page_errors, network, dialogs = [], [], [], []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def guard(route):
+        if route.request.url.startswith(("file:", "data:")):
+            route.continue_()
+        else:
+            network.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", guard)
+    page.on("requestfailed", lambda r: network.append(f"failed: {r.url}"))
+    page.goto(hostile_report.resolve().as_uri(), wait_until="load")
+
+    assert console_errors == [] and page_errors == []
+    assert network == [], f"the report tried to fetch {network}"
+    assert dialogs == [], "a script from the store ran"
+
+    images = page.eval_on_selector_all(
+        "img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight, e.alt])")
+    assert len(images) >= 7
+    for complete, width, height, alt in images:
+        assert complete and width > 0 and height > 0 and alt.strip()
+    svgs = page.eval_on_selector_all(
+        "svg", "els => els.map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height])")
+    assert all(w > 0 and h > 0 for w, h in svgs)
+
+    first = page.eval_on_selector("main section", "s => [s.id, s.querySelector('h2').textContent]")
+    assert first == ["verdict", "Verdict"]
+    assert page.locator("#verdict .verdict").count() >= 1
+    assert page.locator("#verdict .verdict").first.inner_text().strip()
+    # The study name is shown as text, not interpreted as markup.
+    assert "<script>alert(1)</script>" in page.locator("#fairness").inner_text()
+    page.close()

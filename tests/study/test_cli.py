@@ -1,0 +1,97 @@
+"""The command line: --help, and bad input ending in one line, exit code 2 and an untouched store."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from runners.config import TrialConfig
+from study.config import _flag, trial_fields
+from study.run import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_trial_setting_has_a_flag_with_its_default():
+    text = build_parser().format_help()
+    for path, f, _ in trial_fields():
+        assert _flag(path) in text, path
+    default = TrialConfig()
+    # a few defaults as printed
+    assert f"(default: {default.train.epochs})" in text
+    assert f"(default: {default.backbone})" in text
+    for flag in ("--loss", "--trials", "--storage", "--study-name", "--sampler", "--seed", "--space", "--space-mode", "--nuisance", "--n-alpha", "--n-beta", "--replicates", "--devices", "--workers", "--timeout", "--report", "--quiet"):
+        assert flag in text
+    assert "seed + k" in text  # the seed rule is documented
+
+
+def test_flags_build_the_trial_config():
+    args = build_parser().parse_args(["--loss", "ral", "--trials", "3", "--epochs", "7", "--data-num-images", "300", "--grad-clip", "none", "--data-label-columns", "a,b", "--data", "csv", "--data-path", "x.csv"])
+    from study.config import trial_config_from_args
+
+    config = trial_config_from_args(args)
+    assert config.train.epochs == 7 and config.data.num_images == 300 and config.train.grad_clip is None
+    assert config.data.label_columns == ("a", "b")
+    assert dataclasses.replace(config, train=TrialConfig().train, data=TrialConfig().data) == TrialConfig()
+
+
+def test_import_and_help_do_not_import_torch():
+    code = "import sys, study.run; study.run.build_parser().format_help(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--loss", "lovasz", "--trials", "5"], "unknown loss 'lovasz'"),
+        (["--loss", "ral", "--trials", "0"], "--trials must be at least 1"),
+        (["--loss", "ral", "--trials", "5", "--storage", "sqlite://///no/such/dir/x.db"], "does not exist"),
+        (["--loss", "ral", "--trials", "5", "--storage", "mongodb://h/x"], "unsupported storage"),
+        (["--loss", "ral", "--trials", "5", "--storage", "postgresql://alice:s3cret@127.0.0.1:1/db"], "cannot open the study store"),
+        (["--loss", "ral", "--trials", "5", "--devices", "gpu0"], "--devices: 'gpu0' is not a device"),
+        (["--loss", "ral", "--trials", "5", "--devices", "cuda:7"], "--devices cuda:7"),
+        (["--loss", "ral", "--trials", "5", "--sampler", "grid"], "--sampler grid"),
+        (["--loss", "ral", "--trials", "5", "--space-mode", "seeds", "--nuisance"], "seeds"),
+        (["--loss", "ral", "--trials", "5", "--data-num-images", "3"], "num_images must be >= 10"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, cli):
+    result = cli(args, tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m study.run: error:"), result.stderr
+    assert message in lines[0]
+    assert "s3cret" not in result.stderr + result.stdout
+    assert list(tmp_path.iterdir()) == []  # no store file, no cache
+
+
+def test_bad_toml_is_refused_before_the_store_is_created(tmp_path, cli):
+    space = tmp_path / "space.toml"
+    space.write_text("[gamma_neg\nlow = 1\n")
+    result = cli(["--loss", "asl", "--trials", "5", "--space", str(space)], tmp_path)
+    assert result.returncode == 2 and "space.toml" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "lossweep.db").exists()
+
+
+@pytest.mark.slow
+def test_conflicting_settings_are_refused_and_the_study_is_left_alone(tmp_path, cli, tiny):
+    first = cli(["--loss", "asl", "--trials", "2", *tiny], tmp_path)
+    assert first.returncode == 0, first.stderr
+    url = f"sqlite:///{tmp_path / 'lossweep.db'}"
+    before = optuna.load_study(study_name="asl-synthetic-linear-probe-full", storage=url).get_trials()
+    result = cli(["--loss", "asl", "--trials", "4", *tiny, "--epochs", "4", "--sampler", "random"], tmp_path)
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert "different settings" in line and "train.epochs (stored 3, now 4)" in line and "sampler (stored 'qmc', now 'random')" in line
+    after = optuna.load_study(study_name="asl-synthetic-linear-probe-full", storage=url)
+    assert len(after.get_trials()) == len(before) == 2
+    assert after.user_attrs["config"]["n_trials"] == 2
+    assert len(optuna.get_all_study_names(url)) == 1

@@ -1,0 +1,143 @@
+"""Design points and the claim protocol, against real SQLite and PostgreSQL stores.
+
+The claim test drives ``study.worker.Worker.claim`` from several OS processes as fast as they can
+go (no training), the harshest contention the protocol meets: every index must be finished by
+exactly one trial and no trial may be created beyond the budget.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search_spaces import get_space
+from study.design import Design, Ledger, check_grid_budget, trial_seed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_qmc_points_depend_on_seed_and_index_only():
+    space = get_space("ral", "full")
+    a = Design(space, "qmc", seed=3, n_trials=20)
+    b = Design(space, "qmc", seed=3, n_trials=200)  # a larger budget keeps the first points
+    points = [a.point(k) for k in range(20)]
+    assert points == [b.point(k) for k in range(20)]
+    assert len({tuple(p.values()) for p in points}) == 20  # no point repeats
+    assert points != [Design(space, "qmc", seed=4, n_trials=20).point(k) for k in range(20)]
+    for p in points:
+        for spec in space.params:
+            assert spec.low <= p[spec.name] <= spec.high
+
+
+def test_qmc_covers_the_cube_evenly():
+    space = get_space("asl", "full")
+    design = Design(space, "qmc", seed=0, n_trials=64)
+    # Each axis of a 64-point scrambled Sobol design has one point in each of 64 equal strata
+    # of its sampling scale; check it on the linear-scale axis gamma_neg.
+    spec = space["gamma_neg"]
+    values = np.array([design.point(k)["gamma_neg"] for k in range(64)])
+    strata = np.floor((values - spec.low) / (spec.high - spec.low) * 64).astype(int)
+    assert sorted(strata.tolist()) == list(range(64))
+
+
+def test_random_and_tpe_startup_are_seeded_per_index():
+    space = get_space("asl", "full")
+    r = Design(space, "random", seed=1, n_trials=30)
+    assert r.point(7) == Design(space, "random", seed=1, n_trials=5).point(7)
+    assert r.point(7) != r.point(8)
+    t = Design(space, "tpe", seed=1, n_trials=30)
+    assert t.point(3) == r.point(3) and t.point(10) is None  # after the random start-up TPE proposes
+
+
+def test_grid_budget_must_be_a_grid_size():
+    space = get_space("asl", "full")  # 3 parameters
+    check_grid_budget(space, 27)
+    with pytest.raises(ValueError, match="--trials 8 or 27 or 64"):
+        check_grid_budget(space, 30)
+    design = Design(space, "grid", seed=0, n_trials=27)
+    assert len({tuple(design.point(k).values()) for k in range(27)}) == 27
+
+
+def test_seed_rule():
+    swept, none = get_space("ral", "full"), get_space("bce", "full")
+    assert [trial_seed(swept, 5, k) for k in range(3)] == [5, 5, 5]
+    assert [trial_seed(none, 5, k) for k in range(3)] == [5, 6, 7]
+    assert Design(none, "qmc", 0, 10).point(4) == {}
+
+
+def _trial(state, k, **attrs):
+    return optuna.trial.create_trial(state=state, value=0.5 if state == TrialState.COMPLETE else None, user_attrs={"design_index": k, **attrs})
+
+
+def test_ledger_counts_finished_retries_and_interruptions():
+    trials = [
+        _trial(TrialState.COMPLETE, 0),
+        _trial(TrialState.FAIL, 1, status="diverged"),
+        _trial(TrialState.FAIL, 2, status="failed", fail_reason="ValueError: x"),
+        _trial(TrialState.FAIL, 2, status="failed", fail_reason="ValueError: x"),
+        _trial(TrialState.FAIL, 3, status="failed", fail_reason="interrupted"),
+        _trial(TrialState.FAIL, 3, status="failed", fail_reason="interrupted"),
+        _trial(TrialState.FAIL, 3, status="failed", fail_reason="interrupted"),
+    ]
+    ledger = Ledger.from_trials(trials, n_trials=5, max_retries=1)
+    assert ledger.n_finished() == 2
+    assert ledger.exhausted() == [2]  # two errors > one retry
+    assert ledger.next_free() == 3  # interruptions never exhaust a point
+    assert Ledger.from_trials(trials, n_trials=5, max_retries=2).next_free() == 2
+
+
+CLAIMER = textwrap.dedent(
+    """
+    import sys, threading
+    from study.worker import Worker, WorkerSpec
+    from study.design import Ledger
+    from runners.result import TrialResult
+    spec = WorkerSpec(**eval(sys.argv[1]))
+    worker = Worker(spec, events=None, stop=threading.Event())
+    while True:
+        claim = worker.claim()
+        if isinstance(claim, Ledger):
+            if not claim.held_by_others():
+                break
+            continue
+        value = sum(claim.params.values()) % 1.0
+        worker.finish(claim, TrialResult(status="complete", value=value, seconds=0.0, seeds=[claim.seed]))
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_concurrent_claims_finish_exactly_the_budget(backend, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 'claims.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    from study.storage import open_storage
+
+    n_trials, name = 40, "claims"
+    optuna.create_study(study_name=name, storage=open_storage(url), direction="maximize")
+    space = get_space("ral", "full")
+    spec = dict(
+        slot=0, storage_url=url, study_name=name, loss="ral", space=space.to_dict(), trial={}, n_trials=n_trials,
+        sampler="qmc", seed=0, replicates=1, max_retries=2, heartbeat_interval=1, grace_period=5,
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, repr({**spec, "slot": i})], env=env, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    for p in procs:
+        _, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+    trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
+    assert len(trials) == n_trials  # not one surplus trial
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    indices = Counter(t.user_attrs["design_index"] for t in trials)
+    assert sorted(indices) == list(range(n_trials)) and set(indices.values()) == {1}
+    design = Design(space, "qmc", 0, n_trials)
+    for t in trials:
+        assert t.params == pytest.approx(design.point(t.user_attrs["design_index"]))
+    assert len({t.system_attrs["lossweep:worker"] for t in trials}) > 1  # the work was shared
