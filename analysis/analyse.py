@@ -55,7 +55,9 @@ def summarise(
         messages.append(f"{study.name}: {n_interrupted} interrupted trial(s) (a stopped worker, retried) are not "
                         "counted as failures")
     enough = n_complete >= stats.MIN_TRIALS
-    if n_complete == 0:
+    if n_finished == 0:
+        messages.append(f"{study.name}: no finished trials yet; its spread cannot be measured")
+    elif n_complete == 0:
         messages.append(f"{study.name}: no complete trials ({n_finished} finished, all failed or diverged); "
                         "its spread cannot be measured")
     elif not enough:
@@ -92,14 +94,20 @@ def _seed_noise(
 ) -> tuple[np.ndarray, str] | None:
     """Values whose std is the seed noise of ``name``'s loss, and where they come from.
 
-    A seeds-mode study of the same loss (the default configuration over many seeds) is preferred,
-    one on the same data first; else the replicate values stored in the study's own trials.
+    In order of preference: a seeds-mode study of the same loss on the same data (the default
+    configuration over many seeds); the replicate values stored in the study's own trials; a
+    seeds-mode study of the loss on other data, named as such (seed noise depends on the data).
     """
     study = loaded[name]
     fp = study.settings.get("data_fingerprint")
+
+    def same_data(s: LoadedStudy) -> bool:
+        other = s.settings.get("data_fingerprint")
+        return fp is None or other is None or other == fp
+
     candidates = [s for s in loaded.values() if s.space_mode == SEEDS_MODE and s.loss == study.loss]
-    candidates.sort(key=lambda s: (s.settings.get("data_fingerprint") != fp, -_values(by_study[s.name]).size))
-    for cand in candidates:
+    candidates.sort(key=lambda s: -_values(by_study[s.name]).size)
+    for cand in (c for c in candidates if same_data(c)):
         v = _values(by_study[cand.name])
         if v.size >= 2:
             return v, f"seeds-mode study {cand.name!r}"
@@ -107,6 +115,10 @@ def _seed_noise(
     residuals = stats.replicate_residuals([r for r in reps if isinstance(r, list)])
     if residuals.size >= 2:
         return residuals, "replicate values of its own trials"
+    for cand in (c for c in candidates if not same_data(c)):
+        v = _values(by_study[cand.name])
+        if v.size >= 2:
+            return v, f"seeds-mode study {cand.name!r}, which used other data (its floor may not apply here)"
     return None
 
 

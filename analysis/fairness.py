@@ -12,7 +12,7 @@ from typing import Any
 from analysis.results import Difference
 
 # Trial settings that do not change a result (where and how fast it ran), left out of the check.
-OPERATIONAL = {"device", "cache_dir", "embed_batch_size", "num_threads"}
+OPERATIONAL = {"device", "cache_dir", "embed_batch_size", "num_threads", "loader_workers"}
 # Study configuration keys compared (besides the trial settings).
 CONFIG_KEYS = ("n_trials", "sampler", "seed", "space_mode", "nuisance", "replicates")
 

@@ -72,7 +72,8 @@ def to_png(fig: Figure) -> bytes:
     """PNG bytes of ``fig`` (PNG, not SVG: user-controlled text such as study names cannot end up as markup)."""
     buffer = io.BytesIO()
     with style():
-        fig.savefig(buffer, format="png", bbox_inches="tight", facecolor="white")
+        # No bbox_inches="tight": every figure uses constrained layout already, and "tight" draws it twice.
+        fig.savefig(buffer, format="png", facecolor="white")
     return buffer.getvalue()
 
 

@@ -93,7 +93,10 @@ def _verdict_context(analysis: Any, order: list[str]) -> dict[str, Any]:
             reason = (f"The studies {', '.join(order)} were not compared: a comparison needs complete trials in "
                       "both studies (see the notes below). Run more trials and rebuild this report.")
     few = [s for s in analysis.summaries.values() if not s.enough]
-    return {"comparisons": comparisons, "no_comparison": reason, "few": few,
+    from reports.tables import headline
+
+    verdicts = [(headline(c, analysis.summaries), c) for c in comparisons]
+    return {"verdicts": verdicts, "no_comparison": reason, "few": few,
             "at_a_glance": [_glance(s) for s in analysis.summaries.values()]}
 
 
@@ -107,7 +110,8 @@ def _glance(s: Any) -> str:
         text += f" ({s.n_diverged:,} diverged, {s.n_failed:,} failed)"
     mean, std, best = (s.stats.get(k) for k in ("mean", "std", "best"))
     if s.n_complete and mean is not None:
-        text += f"; validation mAP mean {number(mean.value)}, std {estimate(std)}, best {number(best.value if best else None)}"
+        text += (f"; validation mAP mean {number(mean.value)}, std {estimate(std)}, "
+                 f"best {number(best.value if best else None)}")
     return text + "."
 
 
@@ -117,6 +121,13 @@ def _budget(analysis: Any, name: str) -> int:
         return int(config.get("n_trials") or 200)
     except (TypeError, ValueError):
         return 200
+
+
+def dashboard_command(storage: str) -> str:
+    """The command that opens the same store in optuna-dashboard, to browse single trials."""
+    import shlex
+
+    return f"python -m study.dashboard --storage {shlex.quote(storage)}" if storage else "python -m study.dashboard"
 
 
 def _versions() -> dict[str, str]:
@@ -155,6 +166,7 @@ def render(analysis: Any, *, results: list[Path] | None = None, output: Path | N
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "studies": order,
         "storage": analysis.storage,
+        "dashboard": dashboard_command(analysis.storage),
         "messages": list(analysis.messages),
         **_verdict_context(analysis, order),
         "comparison_rows": tables.comparison_rows(analysis.comparisons),
@@ -211,6 +223,10 @@ def build_report(
     start = time.perf_counter()
     _check_store(url, studies, redacted)
     timings["load"] = time.perf_counter() - start
+    try:  # before the analysis, so that a bad -o fails in a second, not after minutes of bootstrapping
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {output}: {exc.strerror or exc}") from exc
 
     start = time.perf_counter()
     result = analysis_pkg.analyse(url, studies, n_boot=n_boot, seed=0)
@@ -220,7 +236,6 @@ def build_report(
     timings["analyse"] = time.perf_counter() - start - loading
 
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         results = result.write(files_dir(output))
         write_results = time.perf_counter() - start

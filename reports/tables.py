@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import Analysis, Comparison, Estimate, StudySummary
+from analysis.verdict import label
 
 DASH = "—"
 
@@ -70,6 +71,8 @@ def plain(value: Any) -> str:
     """Setting values as a reader expects them: JSON for containers, ``none`` for None."""
     if value is None:
         return "none"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, sort_keys=True, default=str)
     if isinstance(value, float):
@@ -257,6 +260,33 @@ def comparison_rows(comparisons: Iterable[Comparison]) -> list[ComparisonRow]:
                          for d in c.differences],
         ))
     return rows
+
+
+@dataclass
+class Headline:
+    """One line above a verdict paragraph: which loss is less sensitive, or that neither is."""
+
+    pair: str  # "RAL vs ASL"
+    finding: str  # "RAL is less/more sensitive to its hyperparameters" or "... not distinguishable on this data"
+    tone: str  # "clear" (the CI excludes 1) or "unclear"
+    evidence: str  # "std ratio 0.47 [0.42, 0.54]"
+
+
+def headline(c: Comparison, summaries: dict[str, StudySummary]) -> Headline:
+    """The verdict's finding in a few words, by the same rule as ``analysis.verdict``.
+
+    "less/more sensitive" only when the 95 % CI of std(b)/std(a) lies entirely below/above 1.
+    """
+    a, b = summaries.get(c.a), summaries.get(c.b)
+    name_a, name_b = (label(a, b), label(b, a)) if a is not None and b is not None else (c.a, c.b)
+    ratio = c.std_ratio
+    if ratio.has_ci and ratio.high < 1:
+        finding, tone = f"{name_b} is less sensitive to its hyperparameters", "clear"
+    elif ratio.has_ci and ratio.low > 1:
+        finding, tone = f"{name_b} is more sensitive to its hyperparameters", "clear"
+    else:
+        finding, tone = "sensitivity not distinguishable on this data", "unclear"
+    return Headline(f"{name_b} vs {name_a}", finding, tone, f"std ratio {name_b}/{name_a} {estimate(ratio, 2)}")
 
 
 # -- failures -------------------------------------------------------------------------------------

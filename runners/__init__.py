@@ -1,1 +1,24 @@
-"""lossweep: runners."""
+"""lossweep runners: everything that touches torch (losses, metrics, data sets, backbones, protocols).
+
+``runners.prepare(config)`` builds the data set and the embedding cache once; ``runners.run_trial(config,
+loss_name, loss_params, seed, replicates=1)`` trains and scores one loss configuration. Both are
+imported lazily, so ``import runners`` (and ``runners.config`` / ``runners.result``, which ``study``
+and ``analysis`` read) does not load torch until a trial is actually prepared or run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .trial import Prepared, prepare, replicate_seeds, run_trial
+
+__all__ = ["Prepared", "prepare", "replicate_seeds", "run_trial"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import trial
+
+        return getattr(trial, name)
+    raise AttributeError(f"module 'runners' has no attribute {name!r}")

@@ -16,6 +16,15 @@ PROTOCOLS = ("linear-probe", "finetune")
 OPTIMIZERS = ("adamw", "sgd")
 HEADS = ("linear", "mlp")
 UNCERTAIN_POLICIES = ("zero", "one", "ignore")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+# Random-init timm backbone used when none is named; runners/backbones.py records the measurement behind it.
+DEFAULT_BACKBONE = "mobilenetv3_small_100"
+
+
+def _check(checks: list[tuple[bool, str]]) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
 
 
 @dataclass(frozen=True)
@@ -93,13 +102,30 @@ class TrainConfig:
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: bf16 where supported on CUDA, off on CPU
     warmup_epochs: int = 0
 
+    def __post_init__(self) -> None:
+        # Range checks, so that a bad flag fails before the data set is built, not in every trial.
+        _check(
+            [
+                (self.epochs >= 1, f"epochs must be >= 1 (--epochs), got {self.epochs}"),
+                (self.batch_size >= 1, f"batch_size must be >= 1 (--batch-size), got {self.batch_size}"),
+                (self.lr > 0, f"lr must be > 0 (--lr), got {self.lr}"),
+                (self.weight_decay >= 0, f"weight_decay must be >= 0 (--weight-decay), got {self.weight_decay}"),
+                (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS} (--optimizer), got {self.optimizer!r}"),
+                (self.head in HEADS, f"head must be one of {HEADS} (--head), got {self.head!r}"),
+                (self.mlp_hidden >= 1, f"mlp_hidden must be >= 1 (--mlp-hidden), got {self.mlp_hidden}"),
+                (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or none (--grad-clip), got {self.grad_clip}"),
+                (self.amp in AMP_MODES, f"amp must be one of {AMP_MODES} (--amp), got {self.amp!r}"),
+                (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0 (--warmup-epochs), got {self.warmup_epochs}"),
+            ]
+        )
+
 
 @dataclass(frozen=True)
 class TrialConfig:
     """Everything except the loss and its hyperparameters that determines a trial's result."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    backbone: str = "resnet18"
+    backbone: str = DEFAULT_BACKBONE  # chosen by measurement: see runners/backbones.py
     checkpoint: str | None = None  # local .pth / .safetensors file; None: random init (nothing is downloaded)
     protocol: Literal["linear-probe", "finetune"] = "linear-probe"
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -107,6 +133,18 @@ class TrialConfig:
     cache_dir: str = ".lossweep-cache"  # data and embedding cache (joblib.Memory)
     embed_batch_size: int = 128
     num_threads: int | None = None  # torch intra-op threads in this process; None: leave torch's default
+    loader_workers: int = 0  # DataLoader worker processes when images are read (embedding, finetune); 0: in-process
+
+    def __post_init__(self) -> None:
+        _check(
+            [
+                (self.protocol in PROTOCOLS, f"protocol must be one of {PROTOCOLS} (--protocol), got {self.protocol!r}"),
+                (bool(self.backbone), "backbone is empty (--backbone); name a timm model such as resnet18"),
+                (self.embed_batch_size >= 1, f"embed_batch_size must be >= 1 (--embed-batch-size), got {self.embed_batch_size}"),
+                (self.num_threads is None or self.num_threads >= 1, f"num_threads must be >= 1 (--num-threads), got {self.num_threads}"),
+                (self.loader_workers >= 0, f"loader_workers must be >= 0 (--loader-workers), got {self.loader_workers}"),
+            ]
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,7 +23,7 @@ STORE_FORMAT = 1
 
 # Trial settings that do not change a trial's result, so a resumed study (or another machine of a
 # cluster) may differ in them: where it runs, with how many threads, where its cache lives.
-EXECUTION_ONLY = {"trial.device", "trial.num_threads", "trial.cache_dir", "trial.embed_batch_size"}
+EXECUTION_ONLY = {"trial.device", "trial.num_threads", "trial.cache_dir", "trial.embed_batch_size", "trial.loader_workers"}
 # Study settings that may change on resume: the budget may grow, retries may be raised or lowered.
 RESUMABLE = {"n_trials", "max_retries", "space_file"}
 
@@ -61,7 +61,8 @@ _HELP: dict[str, str] = {
     "protocol": "linear-probe: train a head on cached embeddings; finetune: train the whole network",
     "cache_dir": "data and embedding cache folder",
     "embed_batch_size": "batch size when computing embeddings",
-    "num_threads": "torch threads per worker (default: CPU cores / workers)",
+    "num_threads": "torch threads per worker; none = CPU cores / workers",
+    "loader_workers": "DataLoader processes per worker when images are read (embedding, finetune); 0 reads in-process",
 }
 
 

@@ -46,11 +46,11 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from search_spaces import SearchSpace
 
@@ -139,16 +139,24 @@ class Design:
 # -- the ledger of design indices --------------------------------------------------------------
 
 
-def is_diverged(trial: FrozenTrial) -> bool:
+class TrialLike(Protocol):
+    """What the ledger reads of a trial: an Optuna FrozenTrial, or the lighter study.trial_store.TrialRow."""
+
+    number: int
+    state: TrialState
+    user_attrs: dict[str, Any]
+
+
+def is_diverged(trial: TrialLike) -> bool:
     return trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "diverged"
 
 
-def is_finished(trial: FrozenTrial) -> bool:
+def is_finished(trial: TrialLike) -> bool:
     """A result: COMPLETE, or a diverged FAIL. Other FAILs are errors and are retried."""
     return trial.state == TrialState.COMPLETE or is_diverged(trial)
 
 
-def counts_as_attempt(trial: FrozenTrial) -> bool:
+def counts_as_attempt(trial: TrialLike) -> bool:
     """A failed attempt that counts against the retry bound (an interruption by the user does not)."""
     return trial.state == TrialState.FAIL and not is_diverged(trial) and trial.user_attrs.get("fail_reason") != INTERRUPTED
 
@@ -159,13 +167,13 @@ class Ledger:
 
     n_trials: int
     max_retries: int
-    finished: dict[int, FrozenTrial] = field(default_factory=dict)
-    running: dict[int, FrozenTrial] = field(default_factory=dict)
+    finished: dict[int, TrialLike] = field(default_factory=dict)
+    running: dict[int, TrialLike] = field(default_factory=dict)
     attempts: Counter = field(default_factory=Counter)
-    previous: dict[int, FrozenTrial] = field(default_factory=dict)  # the last failed attempt per index
+    previous: dict[int, TrialLike] = field(default_factory=dict)  # the last failed attempt per index
 
     @classmethod
-    def from_trials(cls, trials: Sequence[FrozenTrial], n_trials: int, max_retries: int) -> "Ledger":
+    def from_trials(cls, trials: Sequence[TrialLike], n_trials: int, max_retries: int) -> "Ledger":
         ledger = cls(n_trials=n_trials, max_retries=max_retries)
         for t in trials:
             k = t.user_attrs.get(DESIGN_INDEX_ATTR)

@@ -36,6 +36,7 @@ from .design import SAMPLERS, Design, Ledger, grid_levels
 from .errors import UsageError, cli_entry
 from .progress import Progress, Summary
 from .storage import DEFAULT_STORAGE, ENV_VAR, open_storage, redact, resolve_url
+from .trial_store import ledger_rows
 
 PROG = "python -m study.run"
 DEFAULT_REPORT = "lossweep-report.html"
@@ -325,6 +326,7 @@ class Runner:
     def __init__(self, plan: Plan, url: str, storage: optuna.storages.RDBStorage, study: optuna.Study, slots: list[str], args: argparse.Namespace) -> None:
         self.plan, self.url, self.storage, self.study, self.args = plan, url, storage, study, args
         self.slots = slots
+        self.study_id = storage.get_study_id_from_name(plan.name)
         self.context = multiprocessing.get_context("spawn")
         self.events = self.context.Queue()
         self.stop = self.context.Event()
@@ -336,7 +338,7 @@ class Runner:
         self.timed_out = False
 
     def ledger(self) -> Ledger:
-        return Ledger.from_trials(self.study.get_trials(deepcopy=False), self.plan.config.n_trials, self.plan.config.max_retries)
+        return Ledger.from_trials(ledger_rows(self.storage, self.study_id), self.plan.config.n_trials, self.plan.config.max_retries)
 
     def spec(self, slot: int) -> Any:
         from .worker import WorkerSpec
@@ -387,6 +389,15 @@ class Runner:
                 progress.warn(f"--timeout {self.args.timeout:g}s reached: no new trials start; running ones finish")
             if not self.check_processes(progress):
                 break
+        self.drain(progress)
+
+    def drain(self, progress: Progress) -> None:
+        """Handle the events the last workers sent just before they exited."""
+        while True:
+            try:
+                self.handle(self.events.get_nowait(), progress)
+            except (queue.Empty, EOFError, OSError):
+                return
 
     def check_processes(self, progress: Progress) -> bool:
         """Restart workers that died without an error report; False once none is alive."""
@@ -444,11 +455,7 @@ class Runner:
                 if process.is_alive():
                     process.kill()
                     process.join(5)
-            while True:
-                try:
-                    self.handle(self.events.get_nowait(), progress)
-                except (queue.Empty, EOFError, OSError):
-                    break
+            self.drain(progress)
             self.fail_leftovers()
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -506,12 +513,24 @@ def run_plan(plan: Plan, url: str, storage: optuna.storages.RDBStorage, study: o
 
 
 def build_report(url: str, studies: list[str], output: str) -> Path | None:
+    """Write the HTML report of ``studies``; None (with a warning) when it cannot be written.
+
+    The studies are stored by now, so a report that fails must not look like a failed study: a
+    problem the user can fix (UsageError, e.g. an unwritable path) still ends with exit code 2,
+    anything else is one warning line and the results stay in the store.
+    """
     try:
         from reports.build import build_report as build
     except ImportError as exc:
         print(f"{PROG}: warning: no report written: reports are not available ({exc})", file=sys.stderr)
         return None
-    return Path(build(url, studies, output))
+    try:
+        return Path(build(url, studies, output))
+    except UsageError:
+        raise
+    except Exception as exc:  # the studies are safe in the store; `python -m reports.build` can retry
+        print(f"{PROG}: warning: no report written ({type(exc).__name__}: {exc}); the studies are in the store, run `python -m reports.build` to retry", file=sys.stderr)
+        return None
 
 
 def _terminate_as_interrupt(signum: int, frame: Any) -> None:
@@ -543,7 +562,7 @@ def _main(args: argparse.Namespace) -> int:
     import runners  # torch: prepares (and caches) the data set and embeddings once, before workers start
 
     first = plans[0].config.trial
-    prepared = runners.prepare(dataclasses.replace(first, device=devices[0], num_threads=first.num_threads or threads_per_worker(1)))
+    prepared = runners.prepare(dataclasses.replace(first, device=devices[0], num_threads=first.num_threads or threads_per_worker(1)), progress=not args.quiet)
 
     storage = open_storage(url, heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
     attrs = {plan.name: plan.attrs(prepared) for plan in plans}

@@ -39,6 +39,7 @@ from runners.result import TrialResult
 from search_spaces import SearchSpace
 
 from .design import DESIGN_INDEX_ATTR, INTERRUPTED, Design, Ledger, claim_lock, trial_seed
+from .trial_store import ledger_rows, write_result
 
 WORKER_ATTR = "lossweep:worker"  # system attribute: host:pid of the process that ran the trial
 
@@ -144,13 +145,14 @@ class Worker:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)
-            ledger = Ledger.from_trials(self.study.get_trials(deepcopy=False), self.spec.n_trials, self.spec.max_retries)
+            ledger = Ledger.from_trials(ledger_rows(self.storage, self.study_id), self.spec.n_trials, self.spec.max_retries)
             k = ledger.next_free()
             if k is None:
                 return ledger
             params = self.design.point(k)
-            if params is None and k in ledger.previous and ledger.previous[k].params:
-                params = dict(ledger.previous[k].params)  # tpe retry: same parameters as the failed attempt
+            if params is None and k in ledger.previous:  # tpe retry: same parameters as the failed attempt
+                failed = self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, ledger.previous[k].number))
+                params = dict(failed.params) or None
             system_attrs = {WORKER_ATTR: self.identity}
             if params is None:
                 trial = self.study.ask(self.space.distributions())
@@ -184,7 +186,9 @@ class Worker:
     def run(self) -> None:
         import runners  # torch: only in worker processes
 
-        poll = max(0.2, min(5.0, self.spec.grace_period / 4))
+        # Short: a waiting worker only re-checks whether a held index failed; the check is cheap, and
+        # a long sleep would keep the study open after its last trial finished.
+        poll = max(0.2, min(1.0, self.spec.grace_period / 4))
         while not self.should_stop():
             claim = self.claim()
             if isinstance(claim, Ledger):
@@ -235,17 +239,10 @@ class Worker:
         )
 
     def finish(self, claim: Claim, result: TrialResult) -> bool:
-        """Store the result; False when another worker already failed this trial as stale."""
-        try:
-            for key, value in result.user_attrs().items():
-                self.storage.set_trial_user_attr(claim.trial_id, key, value)
-            if result.status == "complete" and result.value is not None:
-                self.storage.set_trial_state_values(claim.trial_id, TrialState.COMPLETE, [float(result.value)])
-            else:
-                self.storage.set_trial_state_values(claim.trial_id, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            return False
-        return True
+        """Store the result in one transaction; False when another worker already failed this trial as stale."""
+        complete = result.status == "complete" and result.value is not None
+        state = TrialState.COMPLETE if complete else TrialState.FAIL
+        return write_result(self.storage, claim.trial_id, result.user_attrs(), state, float(result.value) if complete else None)
 
 
 def main(spec: WorkerSpec, events: Any, stop: Any) -> None:

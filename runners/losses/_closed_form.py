@@ -110,12 +110,15 @@ def evaluate(kernel: ChunkKernel, x: Tensor, y: Tensor, mask: Optional[Tensor], 
 
 
 class ClosedFormLoss(torch.autograd.Function):
-    """Loss value in forward, gradient computed alongside it; backward scales it in place."""
+    """Loss value in forward, gradient computed alongside it; backward scales it in place.
+
+    ``compute(x, y, mask, want_grad) -> (loss, gradient)`` is the loss's eager (chunked) or fused kernel.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor, mask: Optional[Tensor], kernel: ChunkKernel, per_element: bool) -> Tensor:
-        loss, grad = evaluate(kernel, x, y, mask, True, per_element)
-        ctx.kernel = kernel
+    def forward(ctx, x: Tensor, y: Tensor, mask: Optional[Tensor], compute: Callable) -> Tensor:
+        loss, grad = compute(x, y, mask, True)
+        ctx.compute = compute
         ctx.grad = grad
         ctx.save_for_backward(x, y, mask)
         return loss
@@ -128,11 +131,11 @@ class ClosedFormLoss(torch.autograd.Function):
         ctx.grad = None  # handed over to autograd below; a retained graph's second backward recomputes it
         if grad is None:
             x, y, mask = ctx.saved_tensors
-            _, grad = evaluate(ctx.kernel, x, y, mask, True, False)
+            _, grad = ctx.compute(x, y, mask, True)
         if grad_output.dim():  # reduction="none": one weight per element
             grad_output = grad_output.view(grad.shape)
         grad.mul_(grad_output)
-        return grad, None, None, None, None
+        return grad, None, None, None
 
 
 # --- element-wise building blocks ---------------------------------------------------------------------

@@ -10,8 +10,14 @@ from torch import Tensor
 from ._closed_form import (
     indicator, power, shifted_probability, times_floored_slope_, times_sigmoid_slope_, workspace,
 )
+from ._compiled import FusedKernel, asymmetric, fused_gamma, scalars
 from .base import MultiLabelLoss, real
 from .registry import register_loss
+
+
+def fused_asl(x: Tensor, y: Tensor, mask: Optional[Tensor], c: Tensor) -> tuple[Tensor, Tensor]:
+    """Summed ASL and its gradient as one element-wise formula, for ``torch.compile`` (see ``_compiled``)."""
+    return asymmetric(x, y, mask, c, None, None)
 
 
 @register_loss("asl")
@@ -29,6 +35,7 @@ class AsymmetricLoss(MultiLabelLoss):
     """
 
     defaults = {"gamma_pos": 1.0, "gamma_neg": 4.0, "clip": 0.05, "eps": 1e-8, "focal_grad": "detach", "reduction": "sum"}
+    fused_kernel = FusedKernel(fused_asl)
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         params = super().check_params(params)
@@ -37,6 +44,11 @@ class AsymmetricLoss(MultiLabelLoss):
         params["clip"] = real(self, params, "clip", low=0.0, high=1.0, high_open=True, why="a probability shift; 0 turns it off")
         params["eps"] = real(self, params, "eps", low=0.0, high=1.0, low_open=True, high_open=True, why="the floor of the clamped log")
         return params
+
+    def _fused_inputs(self, like: Tensor) -> tuple[Tensor, ...]:
+        values = (fused_gamma(self.gamma_neg, like), fused_gamma(self.gamma_pos, like), self.clip, self.eps, 0.0,
+                  float(self.focal_grad == "through"))
+        return (scalars(values, like),)
 
     def _chunk(self, x: Tensor, y: Tensor, mask: Optional[Tensor], grad_out: Optional[Tensor], loss_out: Optional[Tensor]):
         clip, eps, g_neg, g_pos = self.clip, self.eps, self.gamma_neg, self.gamma_pos

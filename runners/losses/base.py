@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ._closed_form import ClosedFormLoss, evaluate
+from ._compiled import FusedKernel, wanted_on
 
 REDUCTIONS = ("sum", "mean", "none")
 FOCAL_GRADS = ("detach", "through")
@@ -33,6 +34,9 @@ class MultiLabelLoss(nn.Module):
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {"reduction": "sum"}
+    # Optional fused (torch.compile) kernel for the summed loss; see ``_compiled``. Losses without one
+    # always use their eager ``_chunk``.
+    fused_kernel: ClassVar[Optional[FusedKernel]] = None
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
@@ -68,13 +72,36 @@ class MultiLabelLoss(nn.Module):
     # --- computing ------------------------------------------------------------------------------
     def forward(self, logits: Tensor, targets: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         x, y, m = self._prepare(logits, targets, mask)
-        per_element = self.reduction == "none"
+        fused = self.fused_kernel is not None and self.reduction != "none" and wanted_on(x.device)
+        compute = self._fused if fused else self._eager
         with _no_autocast(x):
             if x.requires_grad and torch.is_grad_enabled():
-                loss = ClosedFormLoss.apply(x, y, m, self._chunk, per_element)
+                loss = ClosedFormLoss.apply(x, y, m, compute)
             else:
-                loss, _ = evaluate(self._chunk, x, y, m, False, per_element)
+                loss, _ = compute(x, y, m, False)
         return self._reduce(loss, logits, m)
+
+    def _eager(self, x: Tensor, y: Tensor, m: Optional[Tensor], want_grad: bool) -> tuple[Tensor, Optional[Tensor]]:
+        """(summed or per-element loss, gradient or None) from the chunked eager kernel ``_chunk``."""
+        return evaluate(self._chunk, x, y, m, want_grad, self.reduction == "none")
+
+    def _fused(self, x: Tensor, y: Tensor, m: Optional[Tensor], want_grad: bool) -> tuple[Tensor, Optional[Tensor]]:
+        """(summed loss, gradient) from the fused kernel; the eager kernel if it is unavailable.
+
+        The gradient is computed even when not wanted (``no_grad`` evaluation): one kernel variant
+        fewer to compile, for the price of one written tensor.
+        """
+        # Detached: inputs that require grad would be a second compiled variant, with a slower call.
+        flat_mask = None if m is None else m.detach().reshape(-1)
+        result = self.fused_kernel(x.detach().reshape(-1), y.detach().reshape(-1), flat_mask, *self._fused_inputs(x))
+        if result is None:
+            return self._eager(x, y, m, want_grad)
+        total, grad = result
+        return total, grad.view(x.shape)
+
+    def _fused_inputs(self, like: Tensor) -> tuple[Tensor, ...]:
+        """The hyperparameters as tensors (``like``'s dtype and device), the fused kernel's last arguments."""
+        raise NotImplementedError
 
     def _chunk(self, x: Tensor, y: Tensor, mask: Optional[Tensor], grad_out: Optional[Tensor], loss_out: Optional[Tensor]) -> Optional[Tensor]:
         """Value and gradient on one chunk; see ``runners.losses._closed_form``."""

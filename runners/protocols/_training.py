@@ -59,7 +59,12 @@ def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimize
         {"params": no_decay, "weight_decay": 0.0},
     ]
     if train.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=train.lr)
+        try:
+            # The fused kernel is one call per step instead of ~10 per parameter: a third of a
+            # linear-probe step's cost on CPU at 1024 x 26, where the head itself is tiny.
+            return torch.optim.AdamW(groups, lr=train.lr, fused=True)
+        except (RuntimeError, ValueError):  # a device or dtype the fused kernel does not support
+            return torch.optim.AdamW(groups, lr=train.lr)
     if train.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=train.lr, momentum=0.9, nesterov=True)
     raise ValueError(f"unknown optimizer {train.optimizer!r}; use 'adamw' or 'sgd'")

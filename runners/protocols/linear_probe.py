@@ -39,8 +39,9 @@ def make_head(in_features: int, num_classes: int, kind: str = "linear", hidden: 
     raise ValueError(f"unknown head {kind!r}; use 'linear' or 'mlp'")
 
 
-def run(config: TrialConfig, dataset: Any, loss_fn: nn.Module, seed: int, device: torch.device) -> Predictions:
-    features = load_features(
+def features_for(config: TrialConfig, dataset: Any, device: torch.device, progress: bool = False):
+    """The trial's standardised embeddings (disk cache, then per-process memory; computed on a miss)."""
+    return load_features(
         dataset,
         backbone=config.backbone,
         checkpoint=config.checkpoint,
@@ -50,8 +51,17 @@ def run(config: TrialConfig, dataset: Any, loss_fn: nn.Module, seed: int, device
         batch_size=config.embed_batch_size,
         amp=config.train.amp,
         num_workers=config.loader_workers,
-        progress=config.progress,
+        progress=progress,
     )
+
+
+def run(config: TrialConfig, dataset: Any, loss_fn: nn.Module, seed: int, device: torch.device) -> Predictions:
+    """Train a fresh head with ``loss_fn`` from ``seed`` and predict the val and test splits.
+
+    Raises :class:`~runners.protocols._training.Diverged` on a non-finite loss or prediction.
+    """
+    # No progress bar here: runners.prepare embeds (with a bar) before the workers start.
+    features = features_for(config, dataset, device)
     train = config.train
     seed_everything(seed)
     head = make_head(features.dim, features.train.y.shape[1], train.head, train.mlp_hidden).to(device)
@@ -67,10 +77,14 @@ def run(config: TrialConfig, dataset: Any, loss_fn: nn.Module, seed: int, device
     step = 0
     head.train()
     for _ in range(train.epochs):
+        # One gather per epoch into shuffled copies, then contiguous slices: half the cost of
+        # gathering every mini-batch separately, and the same batches.
         permutation = torch.randperm(n, generator=order).to(device)
+        xs, ys = x.index_select(0, permutation), y.index_select(0, permutation)
+        ms = None if mask is None else mask.index_select(0, permutation)
         for start in range(0, n, batch_size):
-            index = permutation[start : start + batch_size]
-            loss = batch_loss(loss_fn, head(x[index]), y[index], None if mask is None else mask[index], step)
+            end = start + batch_size
+            loss = batch_loss(loss_fn, head(xs[start:end]), ys[start:end], None if ms is None else ms[start:end], step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             clip_gradients(head, train.grad_clip)

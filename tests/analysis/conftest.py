@@ -25,3 +25,7 @@ def make_store(tmp_path):
         return url
 
     return make
+
+
+# A real PostgreSQL server (the storage tests' private cluster), for the loader's PostgreSQL path.
+from tests.storage.conftest import fresh_database, password_postgres, postgres  # noqa: E402,F401

@@ -12,7 +12,7 @@ import pytest
 from analysis import Analysis, analyse
 from analysis.testing import StudySpec
 
-FAST = {"n_boot": 300, "importance_resamples": 3}
+FAST = {"n_boot": 200, "importance_resamples": 0}  # importance intervals: test_importance.py
 
 
 def _matched(loss, n, sensitivity, **kw):
@@ -114,6 +114,7 @@ def test_degenerate_inputs_never_raise(make_store):
         _matched("ral", 3, 0.02),  # fewer than 5 complete
         StudySpec("focal-matched", "focal", 8, sensitivity=0.0, noise=0.0),  # zero variance
         StudySpec("foreign-hill", "hill", 7, lossweep=False),
+        StudySpec("bce-matched", "bce", 0),  # created, nothing finished yet
     )
     result = analyse(url, **FAST)
     asl, ral = result.summaries["asl-matched"], result.summaries["ral-matched"]
@@ -122,7 +123,9 @@ def test_degenerate_inputs_never_raise(make_store):
     assert result.summaries["focal-matched"].stats["std"].value == 0.0
     assert result.summaries["foreign-hill"].loss == "hill"
     text = " ".join(result.messages)
-    for phrase in ("no complete trials", "only 3 complete trial", "same mAP", "not made by lossweep"):
+    assert result.summaries["bce-matched"].n_trials == 0 and math.isnan(result.summaries["bce-matched"].failure_rate.value)
+    for phrase in ("no complete trials", "only 3 complete trial", "same mAP", "not made by lossweep",
+                   "bce-matched: no finished trials yet"):
         assert phrase in text, phrase
     comp = next(c for c in result.comparisons if {c.a, c.b} == {"asl-matched", "ral-matched"})
     assert "Too few complete trials" in comp.verdict and math.isnan(comp.std_ratio.value)
@@ -146,3 +149,32 @@ def test_write_every_result(make_store, tmp_path):
     assert std == pytest.approx(result.summaries["ral-matched"].stats["std"].value)
     trials = pd.read_csv(tmp_path / "out" / "trials.csv")
     assert len(trials) == 30 and isinstance(json.loads(trials["replicate_values"].iloc[0]), list)
+
+
+def test_empty_or_missing_store_is_one_clear_error(tmp_path):
+    import optuna
+
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.storages.RDBStorage(empty).engine.dispose()  # the tables, no study
+    with pytest.raises(ValueError, match=r"^no studies in sqlite:///.*run `python -m study.run` first"):
+        analyse(empty, **FAST)
+    with pytest.raises(ValueError, match=r"^no lossweep store at sqlite:///"):
+        analyse(f"sqlite:///{tmp_path / 'nothing-here.db'}", **FAST)
+    with pytest.raises(ValueError, match="n_boot must be >= 0"):
+        analyse(empty, n_boot=-1)
+
+
+def test_seed_floor_prefers_the_same_data(make_store):
+    other_data = {"data_fingerprint": "0" * 16}
+    url = make_store(_matched("asl", 12, 0.1, replicates=2, noise=0.01),
+                     _matched("ral", 12, 0.02),
+                     StudySpec("asl-seeds-elsewhere", "asl", 8, space_mode="seeds", noise=0.05, overrides=other_data),
+                     StudySpec("ral-seeds-elsewhere", "ral", 8, space_mode="seeds", noise=0.05, overrides=other_data))
+    result = analyse(url, n_boot=100, importance_resamples=0)
+    asl, ral = result.summaries["asl-matched"], result.summaries["ral-matched"]
+    reps = [r for r in result.trials.query("study == 'asl-matched'")["replicate_values"] if len(r) == 2]
+    assert asl.seed_floor_std == pytest.approx(math.sqrt(np.mean([np.var(r, ddof=1) for r in reps])))
+    seeds = result.trials.query("study == 'ral-seeds-elsewhere'")["value"].to_numpy()
+    assert ral.seed_floor_std == pytest.approx(np.std(seeds, ddof=1))  # no replicates: the other data, flagged
+    assert any("ral-matched" in m and "used other data" in m for m in result.messages)
+    assert not any("asl-matched" in m and "used other data" in m for m in result.messages)

@@ -40,11 +40,10 @@ def test_tidy_frame(make_store):
     assert settings["asl-m"]["loss"] == "asl" and settings["ral-m"]["config"]["n_trials"] == 30
 
 
-def test_bulk_reader_matches_optuna_api(make_store, monkeypatch):
+def test_bulk_reader_matches_optuna_api(make_store):
     url = make_store(StudySpec("asl-m", "asl", 25, diverge_rate=0.2), StudySpec("ral-m", "ral", 25, fail_rate=0.2))
     fast, _ = load_studies(url)
-    monkeypatch.setattr(load, "_bulk_trials", lambda *a: None)
-    slow, _ = load_studies(url)
+    slow, _, _ = load.read_studies(url, bulk=False)
     pd.testing.assert_frame_equal(fast.drop(columns="replicate_values"), slow.drop(columns="replicate_values"))
     assert fast["replicate_values"].tolist() == slow["replicate_values"].tolist()
 
@@ -78,7 +77,9 @@ def test_running_trials_are_left_out(make_store):
 
 
 def test_analysis_does_not_import_torch():
-    code = "import sys, analysis, analysis.analyse, analysis.importance, analysis.load; assert 'torch' not in sys.modules"
+    code = ("import sys, analysis, analysis.analyse, analysis.importance, analysis.load, analysis.testing, "
+            "study.storage, study.errors; bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'runners')]; "
+            "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -87,3 +88,24 @@ def test_default_store_from_environment(make_store, monkeypatch):
     monkeypatch.setenv("LOSSWEEP_STORAGE", url)
     frame, _ = load_studies(None)
     assert len(frame) == 4
+
+
+def test_missing_store_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match=r"no lossweep store at sqlite:///.*missing\.db"):
+        load_studies(f"sqlite:///{tmp_path / 'missing.db'}")
+    with pytest.raises(ValueError, match="store URL"):
+        load_studies(42)  # type: ignore[arg-type]
+
+
+def test_postgres_store_reads_like_sqlite(fresh_database, make_store, tmp_path):
+    specs = [StudySpec("asl-m", "asl", 20, diverge_rate=0.2, replicates=2), StudySpec("ral-m", "ral", 15, fail_rate=0.2)]
+    from analysis.testing import build_store
+
+    build_store(fresh_database, specs, seed=1)
+    pg, pg_settings = load_studies(fresh_database)
+    lite, lite_settings = load_studies(make_store(*specs, seed=1))
+    assert pg_settings == lite_settings
+    pd.testing.assert_frame_equal(pg.drop(columns="replicate_values"), lite.drop(columns="replicate_values"))
+    assert pg["replicate_values"].tolist() == lite["replicate_values"].tolist()
+    api, _, _ = load.read_studies(fresh_database, bulk=False)
+    pd.testing.assert_frame_equal(pg.drop(columns="replicate_values"), api.drop(columns="replicate_values"))

@@ -44,15 +44,19 @@ def test_fairness_lists_every_difference():
     b2 = study_attrs(StudySpec("b", "ral", 50, sampler="tpe", seed=3))
     b2["config"]["trial"]["backbone"] = "vit_small"
     b2["config"]["trial"]["device"] = "cuda"  # operational: not a difference
+    b2["config"]["trial"]["loader_workers"] = 4  # operational too
+    b2["config"]["trial"]["protocol"] = "finetune"
+    b2["config"]["space_mode"] = "full"
     b2["search_space"]["params"][1]["high"] = 6.0  # gamma_neg range
     diffs = {d.setting: (d.value_a, d.value_b) for d in fairness.differences(a, b2, 100, 97)}
     assert diffs == {
         "n_trials": (100, 50), "sampler": ("random", "tpe"), "seed": (0, 3),
         "trial.backbone": ("resnet18", "vit_small"), "finished_trials": (100, 97),
+        "trial.protocol": ("linear-probe", "finetune"), "space_mode": ("matched", "full"),
         "search_space.gamma_neg": ({"low": 0.0, "high": 8.0, "log": False}, {"low": 0.0, "high": 6.0, "log": False}),
     }
     text = fairness.describe(fairness.differences(a, b2, 100, 97), limit=2)
-    assert text.startswith("finished_trials (100 vs 97), n_trials (100 vs 50), and 4 more")
+    assert text.startswith("finished_trials (100 vs 97), n_trials (100 vs 50), and 6 more")
 
 
 def test_same_contents_at_other_paths_is_fair():

@@ -1,4 +1,9 @@
-"""Shared fixtures for the loss tests: one thread, a hypothesis profile, seeded logits with extremes."""
+"""Shared fixtures for the loss tests: one thread, a hypothesis profile, seeded logits with extremes.
+
+Every test here runs the eager kernels (``LOSSWEEP_COMPILE=0``) unless it asks for the fused ones
+(``test_compiled.py``): compiling a kernel variant per dtype, mask and polynomial length would cost
+more than the whole suite.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,11 @@ def make_batch(rows: int = 24, classes: int = 13, dtype=torch.float64, scale: fl
     y[0, :2] = torch.tensor([1.0, 0.0])
     y[1, :2] = torch.tensor([1.0, 0.0])
     return x.to(dtype), y.to(dtype)
+
+
+@pytest.fixture(autouse=True)
+def eager_kernels(monkeypatch):
+    monkeypatch.setenv("LOSSWEEP_COMPILE", "0")
 
 
 @pytest.fixture

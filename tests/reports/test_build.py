@@ -7,8 +7,8 @@ import re
 import subprocess
 import sys
 
-import matplotlib
 import optuna
+import pandas as pd
 
 from reports.build import build_report, files_dir, main
 
@@ -28,13 +28,15 @@ def section(text: str, name: str) -> str:
     return text[start:text.index("</section>", start)]
 
 
-def test_report_has_every_section_in_order_and_results_beside_it(store, tmp_path):
-    url = store({"asl": "asl", "ral": "ral"}, 40)
-    out = build_report(url, None, tmp_path / "report.html", n_boot=N_BOOT)
+def test_report_has_every_section_in_order_and_results_beside_it(pair_report):
+    assert (pair_report.code, pair_report.stderr) == (0, "")
+    out = pair_report.output
+    assert f"wrote {out}" in pair_report.stdout  # the CLI says where the report went
     text = out.read_text(encoding="utf-8")
     assert section_ids(text) == SECTIONS
     verdict = section(text, "verdict")
-    assert "ral" in verdict and "asl" in verdict
+    assert "RAL" in verdict and "ASL" in verdict
+    assert "unfair comparison" not in verdict.lower()  # the two studies share every setting but the loss
     # Figures are inline PNGs with alt text and a caption; nothing is fetched.
     images = re.findall(r'<img src="([^"]{0,40})[^"]*" alt="([^"]*)"', text)
     assert len(images) >= 7
@@ -48,9 +50,76 @@ def test_report_has_every_section_in_order_and_results_beside_it(store, tmp_path
     assert re.search(r"\d\.\d{3}<br><span class=\"ci\">\[\d\.\d{3}, \d\.\d{3}\]</span>", dispersion)
     # Results are written as data beside the report and linked from the appendix.
     written = sorted(p.name for p in files_dir(out).iterdir())
-    assert written, "Analysis.write wrote nothing"
+    assert {"analysis.json", "comparisons.csv", "summaries.csv", "trials.csv"} <= set(written)
     for name in written:
         assert f'{files_dir(out).name}/{name}' in text
+    trials = pd.read_csv(files_dir(out) / "trials.csv")
+    assert sorted(trials["study"].unique()) == ["asl", "ral"] and len(trials) == 60
+
+
+def test_cli_defaults_to_the_env_store_and_every_study(pair_report):
+    # pair_report ran with neither --storage nor --studies; the store came from $LOSSWEEP_STORAGE.
+    text = pair_report.output.read_text(encoding="utf-8")
+    store = str(pair_report.output.parent.parent / "store.db")
+    assert store in section(text, "appendix")
+    assert re.findall(r"<th>(asl|ral)</th>", section(text, "fairness")) == ["asl", "ral"]
+    assert f"python -m study.dashboard --storage sqlite:///{store}" in section(text, "appendix")
+
+
+def test_rcparams_unchanged_by_a_build(pair_report):
+    assert pair_report.code == 0
+    assert pair_report.rc_changed == set()
+
+
+def wording_matches_the_interval(text: str, comparisons: pd.DataFrame) -> str:
+    """Check the verdict's wording rule against the interval in comparisons.csv; return the finding."""
+    verdict = section(text, "verdict")
+    assert len(comparisons) == 1
+    low, high = comparisons.loc[0, ["std_ratio_low", "std_ratio_high"]]
+    headline = re.search(r'<strong class="finding (\w+)">([^<]+)</strong>', verdict)
+    assert headline, "no headline above the verdict"
+    paragraph = re.search(r'<p class="verdict">(.*?)</p>', verdict, re.S).group(1)
+    if high < 1:
+        expected = "less sensitive"
+    elif low > 1:
+        expected = "more sensitive"
+    else:
+        expected = "not distinguishable on this data"
+    assert expected in headline.group(2) and expected in paragraph
+    for other in {"less sensitive", "more sensitive", "not distinguishable"} - {expected.split(" on")[0]}:
+        assert other not in paragraph and other not in headline.group(2)
+    assert headline.group(1) == ("unclear" if expected.startswith("not") else "clear")
+    # The same paragraph states the seed floor and the failure rates.
+    assert "seed noise floor" in paragraph and "trials failed (" in paragraph
+    return expected
+
+
+def test_verdict_says_less_sensitive_only_when_the_interval_excludes_one(pair_report, store, tmp_path):
+    clear = wording_matches_the_interval(pair_report.output.read_text(encoding="utf-8"),
+                                         pd.read_csv(files_dir(pair_report.output) / "comparisons.csv"))
+    # Focal and Hill studies whose mAP is drawn from the same distribution: no clear difference.
+    url = store({"focal": "focal", "hill": "hill", "asl": "asl"}, 15)
+    out = tmp_path / "same.html"
+    assert main(["--storage", url, "--studies", "focal,hill", "-o", str(out), "--n-boot", str(N_BOOT)]) == 0
+    same = wording_matches_the_interval(out.read_text(encoding="utf-8"),
+                                        pd.read_csv(files_dir(out) / "comparisons.csv"))
+    assert (clear, same) == ("less sensitive", "not distinguishable on this data")  # both branches were exercised
+    # --studies picks only the named studies.
+    text = out.read_text(encoding="utf-8")
+    assert re.findall(r"<th>(\w+)</th>", section(text, "fairness"))[1:] == ["focal", "hill"]
+    assert "<th>asl</th>" not in text
+
+
+def test_unfair_comparison_is_flagged_and_the_difference_highlighted(hostile_report):
+    text = hostile_report.read_text(encoding="utf-8")
+    verdict = section(text, "verdict")
+    assert "Not a fair comparison" in verdict and "Unfair comparison" in verdict
+    headline = re.search(r'<p class="headline">.*?</p>', verdict, re.S).group(0)
+    assert '<span class="badge bad">unfair comparison</span>' in headline  # the one-line finding carries it too
+    seed_row = re.search(r'<tr class="(\w*)"><td>seed</td><td>0</td><td>1</td></tr>', section(text, "fairness"))
+    assert seed_row and seed_row.group(1) == "differs"
+    assert re.search(r'<tr class=""><td>sampler</td>', section(text, "fairness"))  # equal settings are not marked
+    assert '<span class="badge bad">no</span>' in section(text, "dispersion")
 
 
 def test_study_name_class_names_and_reasons_are_escaped(hostile_report):
@@ -64,7 +133,7 @@ def test_study_name_class_names_and_reasons_are_escaped(hostile_report):
 
 
 def test_one_study_builds_and_says_there_is_no_comparison(store, tmp_path):
-    url = store({"asl": "asl"}, 20)
+    url = store({"asl": "asl"}, 10)
     text = build_report(url, None, tmp_path / "one.html", n_boot=N_BOOT).read_text(encoding="utf-8")
     verdict = section(text, "verdict")
     assert "no comparison" in verdict
@@ -76,6 +145,9 @@ def test_all_trials_failed_builds_with_notes_instead_of_figures(store, tmp_path)
     url = store({"asl": "asl", "ral": "ral"}, 6, failed=3, diverged=3)
     text = build_report(url, None, tmp_path / "failed.html", n_boot=N_BOOT).read_text(encoding="utf-8")
     assert section_ids(text) == SECTIONS
+    verdict = section(text, "verdict")
+    assert "asl: no complete trials" in verdict and "ral: no complete trials" in verdict
+    assert "cannot be computed" in verdict  # the spread ratio, said in words instead of a number
     assert "not drawn:" in section(text, "distributions")
     # The failures are still counted and placed.
     failures = section(text, "failures")
@@ -88,30 +160,6 @@ def test_fewer_than_five_complete_trials_are_flagged(store, tmp_path):
     text = build_report(url, None, tmp_path / "few.html", n_boot=N_BOOT).read_text(encoding="utf-8")
     assert "Too few trials to judge" in section(text, "verdict")
     assert text.count('<span class="badge warn">too few</span>') == 2
-
-
-def test_selected_studies_only(store, tmp_path):
-    url = store({"asl": "asl", "ral": "ral", "asl-b": "asl"}, 12)
-    text = build_report(url, ["asl-b"], tmp_path / "sel.html", n_boot=N_BOOT).read_text(encoding="utf-8")
-    fairness = section(text, "fairness")
-    assert "<th>asl-b</th>" in fairness and "<th>ral</th>" not in fairness
-
-
-def test_rcparams_unchanged_by_a_build(store, tmp_path):
-    url = store({"asl": "asl", "ral": "ral"}, 20)
-    before = dict(matplotlib.rcParams)
-    build_report(url, None, tmp_path / "rc.html", n_boot=N_BOOT)
-    after = dict(matplotlib.rcParams)
-    changed = {k for k in before if repr(before[k]) != repr(after[k])}
-    assert not changed
-
-
-def test_cli_writes_the_report_and_says_where(store, tmp_path, capsys):
-    url = store({"asl": "asl", "ral": "ral"}, 15)
-    out = tmp_path / "sub" / "cli.html"
-    assert main(["--storage", url, "--studies", "asl,ral", "-o", str(out), "--n-boot", str(N_BOOT)]) == 0
-    assert out.is_file() and files_dir(out).is_dir()
-    assert str(out) in capsys.readouterr().out
 
 
 def _one_line_error(capsys) -> str:

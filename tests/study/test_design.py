@@ -120,7 +120,7 @@ def test_concurrent_claims_finish_exactly_the_budget(backend, tmp_path, request)
     url = f"sqlite:///{tmp_path / 'claims.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     from study.storage import open_storage
 
-    n_trials, name = 40, "claims"
+    n_trials, name = 24, "claims"
     optuna.create_study(study_name=name, storage=open_storage(url), direction="maximize")
     space = get_space("ral", "full")
     spec = dict(
@@ -128,7 +128,7 @@ def test_concurrent_claims_finish_exactly_the_budget(backend, tmp_path, request)
         sampler="qmc", seed=0, replicates=1, max_retries=2, heartbeat_interval=1, grace_period=5,
     )  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, repr({**spec, "slot": i})], env=env, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, repr({**spec, "slot": i})], env=env, stderr=subprocess.PIPE, text=True) for i in range(3)]
     for p in procs:
         _, err = p.communicate(timeout=240)
         assert p.returncode == 0, err

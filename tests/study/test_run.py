@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import time
 from collections import Counter
@@ -10,9 +12,10 @@ from collections import Counter
 import optuna
 import pytest
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
-from study.design import Design
 from search_spaces import get_space
+from study.design import Design
 
 pytestmark = pytest.mark.slow
 
@@ -40,43 +43,55 @@ def load(url, name):
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_three_workers_finish_exactly_n_trials(backend, tmp_path, request, cli, tiny):
     url = f"sqlite:///{tmp_path / 'store.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
-    result = cli(["--loss", "ral", "--trials", "9", "--workers", "3", "--storage", url, *tiny], tmp_path)
+    result = cli(["--loss", "ral", "--trials", "6", "--workers", "3", "--storage", url, *tiny], tmp_path)
     assert result.returncode == 0, result.stderr
     study = load(url, "ral-synthetic-linear-probe-full")
     trials = study.get_trials()
-    done = check_exact_budget(trials, 9)
-    assert len(trials) == 9  # no error, no retry, no surplus trial
-    assert len({tuple(sorted(t.params.items())) for t in done}) == 9  # no repeated design point
+    done = check_exact_budget(trials, 6)
+    assert len(trials) == 6  # no error, no retry, no surplus trial
+    assert len({tuple(sorted(t.params.items())) for t in done}) == 6  # no repeated design point
     assert STORE_KEYS <= set(study.user_attrs)
-    assert study.user_attrs["config"]["n_trials"] == 9 and study.user_attrs["loss"] == "ral"
+    assert study.user_attrs["config"]["n_trials"] == 6 and study.user_attrs["loss"] == "ral"
     for t in done:
         assert TRIAL_KEYS <= set(t.user_attrs)
         assert t.user_attrs["seeds"] == [0]  # common random numbers: every trial uses the study seed
     complete = [t for t in done if t.state == TrialState.COMPLETE]
     assert complete and all(0.0 < t.value <= 1.0 for t in complete)
     assert len({t.system_attrs["lossweep:worker"] for t in trials}) >= 2
-    assert "trials finished" in result.stdout and "9 / 9" in result.stdout
-    if backend == "sqlite":
+    assert "trials finished" in result.stdout and "6 / 6" in result.stdout
+    if backend == "postgresql":
+        password = make_url(url).password
+        assert password and password not in result.stdout + result.stderr  # the store URL is shown redacted
+        assert password not in json.dumps(study.user_attrs)
+    else:
         # The same command again has nothing left to do and adds nothing.
-        again = cli(["--loss", "ral", "--trials", "9", "--workers", "3", "--storage", url, *tiny], tmp_path)
+        again = cli(["--loss", "ral", "--trials", "6", "--workers", "3", "--storage", url, *tiny], tmp_path)
         assert again.returncode == 0 and "nothing to run" in again.stderr
-        assert len(load(url, "ral-synthetic-linear-probe-full").get_trials()) == 9
+        assert len(load(url, "ral-synthetic-linear-probe-full").get_trials()) == 6
 
 
-def test_same_seed_gives_the_same_points_and_values_with_1_or_2_workers(tmp_path, cli, tiny):
-    runs = {}
-    for workers in (1, 2):
-        url = f"sqlite:///{tmp_path / f'w{workers}.db'}"
-        result = cli(["--loss", "asl", "--trials", "4", "--seed", "7", "--workers", str(workers), "--num-threads", "1", "--storage", url, *tiny], tmp_path)
-        assert result.returncode == 0, result.stderr
-        trials = load(url, "asl-synthetic-linear-probe-full").get_trials()
-        runs[workers] = {t.user_attrs["design_index"]: t for t in check_exact_budget(trials, 4)}
+def test_same_seed_gives_the_design_points_and_reproducible_values(tmp_path, cli, tiny, cache_dir):
+    """Points are the design's (a function of seed and index, whatever the workers' timing); on CPU a
+    trial's stored value is what the same parameters and seed give when run again."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    result = cli(["--loss", "asl", "--trials", "4", "--seed", "7", "--workers", "2", "--num-threads", "1", "--storage", url, *tiny], tmp_path)
+    assert result.returncode == 0, result.stderr
+    study = load(url, "asl-synthetic-linear-probe-full")
+    done = {t.user_attrs["design_index"]: t for t in check_exact_budget(study.get_trials(), 4)}
     design = Design(get_space("asl"), "qmc", 7, 4)
-    for k in range(4):
-        one, two = runs[1][k], runs[2][k]
-        assert one.params == two.params == pytest.approx(design.point(k))
-        assert one.user_attrs["status"] == two.user_attrs["status"]
-        assert one.user_attrs["val_mAP"] == pytest.approx(two.user_attrs["val_mAP"], abs=1e-6, nan_ok=True)
+    for k, t in done.items():
+        assert t.params == pytest.approx(design.point(k))
+        assert t.user_attrs["seeds"] == [7]
+
+    import runners
+    from runners.config import TrialConfig
+
+    config = TrialConfig.from_dict({**study.user_attrs["config"]["trial"], "device": "cpu", "num_threads": 1, "cache_dir": cache_dir})
+    space = get_space("asl")
+    for k in (0, 3):
+        again = runners.run_trial(config, "asl", space.loss_params(done[k].params), 7)
+        assert again.status == done[k].user_attrs["status"]
+        assert again.val["mAP"] == pytest.approx(done[k].user_attrs["val_mAP"], abs=1e-6)
 
 
 def wait_for(predicate, timeout=180.0, what="condition"):
@@ -137,10 +152,13 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_completes_the_budget(tmp_path, start, 
     for t in trials:
         if t.state == TrialState.FAIL:
             assert t.user_attrs.get("fail_reason") == "interrupted"
-    # The same command resumes to exactly 8; a larger --trials then extends the same design.
-    assert cli(args, tmp_path).returncode == 0
+    # The same command resumes to exactly 8 (the worker count is free to change); a larger --trials
+    # then extends the same design.
+    one_worker = [a if a != "2" else "1" for a in args]
+    resumed = cli(one_worker, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
     check_exact_budget(load(url, name).get_trials(), 8)
-    bigger = cli([a if a != "8" else "10" for a in args], tmp_path)
+    bigger = cli([a if a != "8" else "10" for a in one_worker], tmp_path)
     assert bigger.returncode == 0, bigger.stderr
     study = load(url, name)
     done = check_exact_budget(study.get_trials(), 10)
@@ -167,10 +185,37 @@ def test_several_losses_make_one_study_each_and_a_report(tmp_path, cli, tiny):
     assert report.is_file() and report.stat().st_size > 1000, result.stderr
 
 
-def test_studies_without_swept_parameters_measure_seed_noise(tmp_path, cli, tiny):
-    url = f"sqlite:///{tmp_path / 'store.db'}"
-    result = cli(["--loss", "bce", "--trials", "3", "--seed", "5", "--storage", url, *tiny], tmp_path)
+BCE = "bce-synthetic-linear-probe-full"
+
+
+@pytest.fixture(scope="module")
+def bce_store(tmp_path_factory, cli, tiny):
+    """A finished 3-trial bce study (no swept parameter: the seed-noise study), made once per module."""
+    folder = tmp_path_factory.mktemp("bce")
+    args = ["--loss", "bce", "--trials", "3", "--seed", "5", *tiny]
+    result = cli(args, folder)
     assert result.returncode == 0, result.stderr
-    trials = check_exact_budget(load(url, "bce-synthetic-linear-probe-full").get_trials(), 3)
+    return folder / "lossweep.db", args
+
+
+def test_studies_without_swept_parameters_measure_seed_noise(bce_store):
+    path, _ = bce_store
+    trials = check_exact_budget(load(f"sqlite:///{path}", BCE).get_trials(), 3)
     assert sorted(t.user_attrs["seeds"][0] for t in trials) == [5, 6, 7]
     assert Counter(len(t.params) for t in trials) == Counter({0: 3})
+
+
+def test_conflicting_settings_are_refused_and_the_study_is_left_alone(bce_store, tmp_path, cli):
+    path, args = bce_store
+    shutil.copy(path, tmp_path / "lossweep.db")
+    url = f"sqlite:///{tmp_path / 'lossweep.db'}"
+    before = load(url, BCE).get_trials()
+    result = cli([*args, "--trials", "4", "--epochs", "4", "--sampler", "random"], tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "different settings" in lines[0] and "train.epochs (stored 3, now 4)" in lines[0] and "sampler (stored 'qmc', now 'random')" in lines[0]
+    after = load(url, BCE)
+    assert [(t.number, t.state, t.params, t.user_attrs) for t in after.get_trials()] == [(t.number, t.state, t.params, t.user_attrs) for t in before]
+    assert after.user_attrs["config"]["n_trials"] == 3  # the budget was not raised either
+    assert optuna.get_all_study_names(url) == [BCE]

@@ -1,0 +1,71 @@
+"""study.trial_store's one-transaction write and one-query read agree with Optuna's public API."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from runners.result import TrialResult
+from study.storage import open_storage
+from study.trial_store import LEDGER_ATTRS, ledger_rows, write_result
+
+
+def _result(value: float, status: str = "complete") -> TrialResult:
+    return TrialResult(
+        status=status,
+        value=value if status == "complete" else None,
+        val={"mAP": value, "per_class_ap": [value, None, 0.25]},
+        test={"mAP": value / 2, "per_class_ap": [0.5, 0.5, None]},
+        seconds=1.5,
+        seeds=[3],
+        replicate_values=[value],
+        fail_reason="diverged: loss is nan" if status == "diverged" else None,
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_results_read_back_through_optuna_and_the_ledger_query(backend, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    storage = open_storage(url, heartbeat_interval=1, grace_period=3)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study_id = storage.get_study_id_from_name("s")
+    dist = {"gamma": optuna.distributions.FloatDistribution(0.0, 4.0)}
+    ids = []
+    for k in range(4):
+        template = optuna.trial.create_trial(state=TrialState.RUNNING, params={"gamma": float(k)}, distributions=dist, user_attrs={"design_index": k, "status": "stale value"})
+        ids.append(storage.create_new_trial(study_id, template))
+    assert write_result(storage, ids[0], _result(0.75).user_attrs(), TrialState.COMPLETE, 0.75)
+    assert write_result(storage, ids[1], _result(math.nan, "diverged").user_attrs(), TrialState.FAIL, None)
+    storage.set_trial_state_values(ids[2], TrialState.FAIL)  # e.g. failed as stale by another worker
+    assert not write_result(storage, ids[2], _result(0.5).user_attrs(), TrialState.COMPLETE, 0.5)  # nothing written
+
+    trials = {t.number: t for t in study.get_trials()}
+    done = trials[0]
+    assert done.state == TrialState.COMPLETE and done.value == 0.75 and study.best_value == 0.75
+    assert done.params == {"gamma": 0.0}
+    assert done.user_attrs == {"design_index": 0, **_result(0.75).user_attrs()}  # "status" overwritten, the rest added
+    assert done.user_attrs["val_per_class_ap"] == [0.75, None, 0.25]
+    assert done.datetime_complete is not None
+    assert trials[1].state == TrialState.FAIL and trials[1].user_attrs["status"] == "diverged" and trials[1].value is None
+    assert trials[2].state == TrialState.FAIL and "val_mAP" not in trials[2].user_attrs
+    assert trials[3].state == TrialState.RUNNING
+
+    rows = ledger_rows(storage, study_id)
+    assert [r.number for r in rows] == sorted(trials)
+    for row in rows:
+        full = trials[row.number]
+        assert row.state == full.state
+        assert row.user_attrs == {k: full.user_attrs[k] for k in LEDGER_ATTRS if k in full.user_attrs}
+
+
+def test_a_complete_result_needs_a_value(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    study_id = storage.get_study_id_from_name(optuna.create_study(study_name="s", storage=storage).study_name)
+    trial_id = storage.create_new_trial(study_id)
+    with pytest.raises(ValueError, match="needs a value"):
+        write_result(storage, trial_id, {}, TrialState.COMPLETE, None)
+    with pytest.raises(ValueError, match="COMPLETE or FAIL"):
+        write_result(storage, trial_id, {}, TrialState.PRUNED, None)
