@@ -10,11 +10,17 @@ median over rounds as a ratio to BCE's median from the same rounds. Logits are N
 most negatives already below 0) and targets long-tailed (positive rate 0.3 for the head class down
 to 0.3/142 for the tail), the shape of CXR-LT. Timed on shared machines the ratios are noisy: rerun
 on a quiet one for numbers to quote.
+
+"ours" runs as ``LOSSWEEP_COMPILE`` says (default ``auto``: the fused, compiled kernels on CPU for
+inputs of at least 32768 elements; see ``runners.losses._compiled``). For the losses that have a
+fused kernel, "fused" and "eager" time both paths whatever the setting (``LOSSWEEP_COMPILE=1`` and
+``0``). Compiling happens in the warm-up, outside the timings.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import time
@@ -25,6 +31,7 @@ from torch import nn
 
 from benchmarks.reference_losses import released
 from runners.losses import available_losses, create_loss
+from runners.losses._compiled import ENV_VAR
 
 LOSS_ORDER = ("bce", "focal", "asl", "hill", "ral")
 
@@ -35,6 +42,26 @@ def make_inputs(rows: int, classes: int, device: torch.device, seed: int = 0) ->
     rates = 0.3 * 142.0 ** (-torch.arange(classes, dtype=torch.float64) / max(classes - 1, 1))
     targets = (torch.rand(rows, classes, generator=gen, dtype=torch.float64) < rates).float()
     return logits.to(device).requires_grad_(True), targets.to(device)
+
+
+class WithCompileSetting(nn.Module):
+    """``loss`` called with ``LOSSWEEP_COMPILE=setting`` (costs ~2 us per call to set and restore)."""
+
+    def __init__(self, loss: nn.Module, setting: str) -> None:
+        super().__init__()
+        self.loss = loss
+        self.setting = setting
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        previous = os.environ.get(ENV_VAR)
+        os.environ[ENV_VAR] = self.setting
+        try:
+            return self.loss(x, y)
+        finally:
+            if previous is None:
+                del os.environ[ENV_VAR]
+            else:
+                os.environ[ENV_VAR] = previous
 
 
 def _synchronizer(device: torch.device) -> Callable[[], None]:
@@ -62,6 +89,9 @@ def measure(rows: int, classes: int, device: torch.device, seconds: float, min_r
         ours = create_loss(name)
         candidates[f"{name}/ours"] = ours
         candidates[f"{name}/released"] = released(name, **ours.params)
+        if getattr(ours, "fused_kernel", None) is not None:
+            candidates[f"{name}/fused"] = WithCompileSetting(create_loss(name), "1")
+            candidates[f"{name}/eager"] = WithCompileSetting(create_loss(name), "0")
     sync = _synchronizer(device)
     for loss in candidates.values():  # warm-up: allocator, scratch buffers, lazy initialisation
         time_block(loss, x, y, 3, sync)
@@ -82,11 +112,14 @@ def measure(rows: int, classes: int, device: torch.device, seconds: float, min_r
     return medians
 
 
-def format_table(rows: Sequence[tuple[str, str, str, float, float, float, int]]) -> str:
-    header = f"{'device':<7} {'size':>10} {'loss':<6} {'ours/BCE':>9} {'released/BCE':>13} {'speed-up':>9} {'BCE ms':>8} {'rounds':>7}"
+def format_table(rows: Sequence[tuple[str, str, str, float, float, float | None, float | None, float, int]]) -> str:
+    header = (f"{'device':<7} {'size':>10} {'loss':<6} {'ours/BCE':>9} {'released/BCE':>13} {'speed-up':>9} "
+              f"{'fused/BCE':>10} {'eager/BCE':>10} {'BCE ms':>8} {'rounds':>7}")
     lines = [header, "-" * len(header)]
-    for device, size, loss, ours, ref, bce_ms, rounds in rows:
-        lines.append(f"{device:<7} {size:>10} {loss:<6} {ours:>9.2f} {ref:>13.2f} {ref / ours:>8.1f}x {bce_ms:>8.3f} {rounds:>7d}")
+    for device, size, loss, ours, ref, fused, eager, bce_ms, rounds in rows:
+        fused_text, eager_text = ("-" if v is None else f"{v:.2f}" for v in (fused, eager))
+        lines.append(f"{device:<7} {size:>10} {loss:<6} {ours:>9.2f} {ref:>13.2f} {ref / ours:>8.1f}x "
+                     f"{fused_text:>10} {eager_text:>10} {bce_ms:>8.3f} {rounds:>7d}")
     return "\n".join(lines)
 
 
@@ -118,11 +151,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             medians = measure(rows, classes, device, args.seconds, args.min_rounds)
             bce = medians["BCEWithLogitsLoss"]
             for name in [n for n in LOSS_ORDER if n in available_losses()]:
+                fused, eager = (medians.get(f"{name}/{path}") for path in ("fused", "eager"))
                 table.append((
                     device_name, f"{rows}x{classes}", name, medians[f"{name}/ours"] / bce,
-                    medians[f"{name}/released"] / bce, bce * 1e3, int(medians["rounds"]),
+                    medians[f"{name}/released"] / bce, None if fused is None else fused / bce,
+                    None if eager is None else eager / bce, bce * 1e3,
+                    int(medians["rounds"]),
                 ))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; forward + backward, median ratio to BCEWithLogitsLoss(reduction='sum')")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {ENV_VAR}={os.environ.get(ENV_VAR, '')!r}; "
+          "forward + backward, median ratio to BCEWithLogitsLoss(reduction='sum')")
     print(format_table(table))
     return 0
 

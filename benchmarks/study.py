@@ -32,7 +32,7 @@ import optuna
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_TRIALS = 20
-QUICK_FLAGS = ["--data-num-images", "600", "--data-num-classes", "8", "--data-image-size", "32", "--backbone", "test_resnet", "--epochs", "10"]
+QUICK_FLAGS = ["--data-num-images", "600", "--data-num-classes", "8", "--data-imbalance-ratio", "10", "--data-image-size", "32", "--backbone", "test_resnet", "--epochs", "10"]
 
 
 def run(cwd: Path, args: list[str]) -> float:

@@ -28,6 +28,12 @@ Differences from the released code, by design: gradients are finite everywhere (
 probabilities are computed from the logits (softplus) where the released code's ``log(sigmoid(x))``
 loses precision, and bf16/fp16 logits are computed in float32. Values equal the released code's
 (see tests/losses).
+
+Speed: every loss computes its value and closed-form gradient in one forward sweep (``_closed_form``,
+eager, chunked through scratch buffers). ASL and RAL also have fused kernels compiled with
+``torch.compile`` (``_compiled``); ``LOSSWEEP_COMPILE`` = ``auto`` (default: fused on CPU for inputs of
+at least 32768 elements), ``1`` (fused always) or ``0`` (never). A kernel that fails to compile warns
+once and falls back to the eager one.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ place, in scratch buffers reused across calls; backward is one in-place multiply
 the mathematical one, written so that it stays finite everywhere (the released code's NaN gradients
 come from ``0 ** (gamma - 1) * 0``).
 
+ASL and RAL can instead run as one compiled loop (``_compiled``, ``LOSSWEEP_COMPILE``); these eager
+kernels are the reference and the fall-back, and the only path for ``reduction="none"``.
+
 On CPU the sweep runs over chunks of ``CPU_CHUNK`` elements so that the ~40 passes over the scratch
 buffers hit the cache instead of memory (measured: about 2x faster than whole-tensor passes at
 4096 x 1000). On GPUs a chunk is the whole tensor.

@@ -2,23 +2,32 @@
 
 Why: the eager closed-form kernels (``_closed_form``) still make ~40 passes over the data and ~60
 dispatcher calls per loss; written as one element-wise formula, inductor turns a loss into a single
-vectorised C++ loop (one read of logits and targets, one write of the gradient, the sum fused in),
-which brings ASL and RAL to about the cost of ``BCEWithLogitsLoss`` at both 4096 x 1000 and 256 x 26.
+vectorised C++ loop (one read of logits and targets, one write of the gradient, the sum fused in).
+Measured (``python -m benchmarks.losses``, shared 2-core CPU) at 4096 x 1000: ASL ~1.4-1.7x and RAL
+~1.7-1.8x ``BCEWithLogitsLoss`` in forward + backward, against ~2.0x and ~2.8x eager with one thread
+(~4x and ~6x with two: the eager kernels' cache-sized chunks run on one thread). At 256 x 26 the
+fixed cost of calling a compiled function (~60 us of dynamo guards and wrappers, as much as BCE's
+whole forward + backward) eats the gain: there both paths cost ~3.5-4.5x BCE.
 
 ``LOSSWEEP_COMPILE`` chooses when the fused kernels are used (read at every call, so tests can set it):
 
-- unset or ``auto`` (default): on CPU. CUDA keeps the eager kernels (inductor would need Triton there,
-  and the eager kernels are one whole-tensor pass per operation, already cheap on a GPU);
-- ``1``: on every device; ``0``: never (the eager kernels, bit for bit the results before this module).
+- unset or ``auto`` (default): on CPU, for inputs of at least ``FUSED_MIN_ELEMENTS`` (32768)
+  elements, where they win. Smaller batches (the 256 x 26 of CXR-LT, every unit test) and CUDA keep
+  the eager kernels and never pay for compiling (the eager kernels are one whole-tensor pass per
+  operation on a GPU, already cheap there; inductor would need Triton);
+- ``1``: for every input on every device; ``0``: never (bit for bit the eager results).
 
 Only the training hot path is fused: ``reduction="sum"`` or ``"mean"``, with or without a mask,
 float32 or float64. ``reduction="none"`` uses the eager kernels.
 
-Cost: the first call in a process compiles (tens of seconds cold; a few seconds when inductor's
-on-disk cache, ``TORCHINDUCTOR_CACHE_DIR``, already holds the kernel). Shapes are dynamic, so a new
-batch size never recompiles; hyperparameters are passed as tensors, so a new trial never recompiles.
-If compiling or running a fused kernel fails (no C++ compiler, an unsupported torch), a
-``RuntimeWarning`` says so once and the process goes on with the eager kernels.
+Cost: the first fused call in a process compiles (10-40 s cold on a busy 2-core machine; a few
+seconds when inductor's on-disk cache, ``TORCHINDUCTOR_CACHE_DIR``, already holds the kernel). The
+length is compiled unbacked, so no batch size ever recompiles; hyperparameters are kernel inputs, so
+no trial recompiles. Variants that do compile separately: loss, dtype, mask or not, and the RAL
+polynomial lengths rounded up to even (dynamo keeps 8 per loss; past that it runs the formula
+uncompiled, correct but slow, and logs a warning). If compiling or running a fused kernel fails (no C++
+compiler, an unsupported torch), a ``RuntimeWarning`` says so once and the process goes on with the
+eager kernels.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import torch
 from torch import Tensor
 
 ENV_VAR = "LOSSWEEP_COMPILE"
+FUSED_MIN_ELEMENTS = 1 << 15  # "auto": below this the compiled call's fixed cost (~60 us) eats the gain
 _MODES = {"": "auto", "auto": "auto", "1": "on", "on": "on", "true": "on", "0": "off", "off": "off", "false": "off"}
 
 # A fused kernel: (x, y, mask or None, scalars, polynomial coefficients...) -> (summed loss, gradient), all 1-D.
@@ -43,14 +53,23 @@ def compile_mode() -> str:
     raw = os.environ.get(ENV_VAR, "")
     mode = _MODES.get(raw.strip().lower())
     if mode is None:
-        raise ValueError(f"environment variable {ENV_VAR}={raw!r} is not understood; set it to 0 (eager kernels), 1 (fused everywhere) or auto (fused on CPU)")
+        raise ValueError(f"environment variable {ENV_VAR}={raw!r} is not understood; set it to 0 (eager kernels), 1 (fused everywhere) or auto (fused for large CPU inputs)")
     return mode
 
 
-def wanted_on(device: torch.device) -> bool:
-    """Whether the current setting asks for fused kernels on ``device``."""
+def wanted_on(device: torch.device, numel: int) -> bool:
+    """Whether the current setting asks for fused kernels for ``numel`` elements on ``device``."""
     mode = compile_mode()
-    return mode == "on" or (mode == "auto" and device.type == "cpu")
+    return mode == "on" or (mode == "auto" and device.type == "cpu" and numel >= FUSED_MIN_ELEMENTS)
+
+
+def mark_size_free(data: Tensor) -> None:
+    """Compile for any length of ``data``: without this, inductor picks its reduction for the length seen
+    first and guards on it (``2 <= n <= 4096``), so a large batch after a small one compiles again.
+    """
+    from torch._dynamo.decorators import mark_unbacked  # imported here: importing dynamo costs a second
+
+    mark_unbacked(data, 0)
 
 
 class FusedKernel:
@@ -78,8 +97,12 @@ class FusedKernel:
         if self.failed is not None:
             return None
         try:
+            compiled = self._get()
+            for data in args[:3]:  # x, y, mask: see mark_size_free
+                if data is not None:
+                    mark_size_free(data)
             with torch.no_grad():  # a plain inference graph: the gradient is one of its outputs
-                return self._get()(*args)
+                return compiled(*args)
         except Exception as error:  # noqa: BLE001 - any failure of the compiler stack means "use eager"
             self.failed = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
             warnings.warn(
@@ -116,14 +139,14 @@ def fused_gamma(gamma: float, like: Tensor) -> float:
     return max(gamma, torch.finfo(like.dtype).tiny) if gamma > 0 else 0.0
 
 
-POLY_BLOCK = 4
+POLY_BLOCK = 2
 
 
 def padded(coefs: tuple[float, ...]) -> tuple[float, ...]:
     """Coefficients padded with zeros to a multiple of ``POLY_BLOCK`` (at least one block).
 
-    The fused kernels are specialised on the polynomial's length; padding keeps every length up to
-    4 (all the search spaces use) on one compiled kernel, at the price of a few multiply-adds.
+    The fused kernels are specialised on the polynomial's length; padding puts the released shape
+    (M = 2, N = 1) and every shorter one on one compiled kernel, at the price of a multiply-add or two.
     """
     length = max(POLY_BLOCK, -(-len(coefs) // POLY_BLOCK) * POLY_BLOCK)
     return tuple(coefs) + (0.0,) * (length - len(coefs))
@@ -136,14 +159,17 @@ def padded(coefs: tuple[float, ...]) -> tuple[float, ...]:
 def sigmoid_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(p, 1 - p, log p, log(1 - p))`` for p = sigmoid(x), each to full relative precision.
 
-    One exp and one log1p for all four (``sigmoid`` plus ``log`` twice would be four transcendentals,
-    and ``1 - p`` loses every digit where p is close to 1).
+    One exp and one log for all four (``sigmoid`` plus ``log`` twice would be four transcendentals,
+    and ``1 - p`` loses every digit where p is close to 1). ``log(1 + e)`` rather than ``log1p(e)``
+    (half the cost): its absolute error stays below one float ulp of 1, as ``log(sigmoid(x))`` in the
+    released code.
     """
     e = torch.exp(-x.abs())
-    r = 1 / (1 + e)
+    one_plus_e = 1 + e
+    r = 1 / one_plus_e
     er = e * r
     nonneg = x >= 0
-    log1p_e = torch.log1p(e)
+    log1p_e = torch.log(one_plus_e)
     p = torch.where(nonneg, r, er)
     q = torch.where(nonneg, er, r)
     log_p = -(torch.clamp(-x, min=0) + log1p_e)

@@ -72,7 +72,7 @@ class MultiLabelLoss(nn.Module):
     # --- computing ------------------------------------------------------------------------------
     def forward(self, logits: Tensor, targets: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         x, y, m = self._prepare(logits, targets, mask)
-        fused = self.fused_kernel is not None and self.reduction != "none" and wanted_on(x.device)
+        fused = self.fused_kernel is not None and self.reduction != "none" and wanted_on(x.device, x.numel())
         compute = self._fused if fused else self._eager
         with _no_autocast(x):
             if x.requires_grad and torch.is_grad_enabled():

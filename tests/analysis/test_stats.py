@@ -136,3 +136,12 @@ def test_expected_best_curve_band_and_grid():
     assert np.all(curve["low"] <= curve["mean"] + 1e-9) and np.all(curve["mean"] <= curve["high"] + 1e-9)
     assert len(n_grid(5000)) <= 200 and n_grid(5000)[-1] == 5000 and n_grid(5000)[0] == 1
     assert expected_best_curve(np.array([]), n_boot=10).empty
+
+
+def test_std_ratio_interval_finds_a_known_ratio():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(0.4, 0.02, 400), rng.normal(0.4, 0.01, 400)  # true std(b) / std(a) = 0.5
+    r = stats.std_ratio(a, b, n_boot=400)
+    assert r.low < 0.5 < r.high and r.high < 0.6 and r.excludes(1.0)
+    big = stats.std_ratio(rng.normal(0, 1, 1500), rng.normal(0, 1, 1500), n_boot=300)  # percentile path (> BCA_MAX_N)
+    assert big.low < 1.0 < big.high and not big.excludes(1.0)

@@ -15,7 +15,7 @@ from torch._dynamo.utils import counters
 
 from benchmarks.reference_losses import released
 from runners.losses import AsymmetricLoss, RobustAsymmetricLoss, create_loss
-from runners.losses._compiled import ENV_VAR, FusedKernel, compile_mode, wanted_on
+from runners.losses._compiled import ENV_VAR, FUSED_MIN_ELEMENTS, FusedKernel, compile_mode, wanted_on
 
 from .conftest import make_batch
 from .test_parity import CASES, assert_grad_parity, value_and_grad
@@ -113,7 +113,7 @@ def test_new_batch_sizes_and_hyperparameters_do_not_recompile(fused):
     value_and_grad(loss, x, y)  # compiled (or found) here
     assert_fused_ran(loss)
     before = counters["stats"]["unique_graphs"]
-    for rows, classes, params in [(7, 3, {}), (300, 26, {"gamma_neg": 2.0, "clip": 0.3}), (2, 2, {"lam": 3.0, "alpha": (0.5,)})]:
+    for rows, classes, params in [(7, 4, {}), (300, 26, {"gamma_neg": 2.0, "clip": 0.3}), (5, 6, {"lam": 3.0, "alpha": (0.5,)})]:
         x, y = make_batch(rows=rows, classes=classes, dtype=torch.float32, seed=rows)
         value, _ = value_and_grad(create_loss("ral", **params), x, y)
         assert torch.isfinite(value)
@@ -150,9 +150,13 @@ def test_compile_setting(monkeypatch):
         monkeypatch.setenv(ENV_VAR, raw)
         assert compile_mode() == mode
     monkeypatch.delenv(ENV_VAR)
-    assert compile_mode() == "auto" and wanted_on(cpu) and not wanted_on(cuda)
+    assert compile_mode() == "auto"
+    assert wanted_on(cpu, FUSED_MIN_ELEMENTS) and not wanted_on(cpu, FUSED_MIN_ELEMENTS - 1)
+    assert not wanted_on(cuda, 10 * FUSED_MIN_ELEMENTS)
     monkeypatch.setenv(ENV_VAR, "1")
-    assert wanted_on(cuda)
+    assert wanted_on(cuda, 1) and wanted_on(cpu, 1)
+    monkeypatch.setenv(ENV_VAR, "0")
+    assert not wanted_on(cpu, 10 * FUSED_MIN_ELEMENTS)
     monkeypatch.setenv(ENV_VAR, "yes please")
     with pytest.raises(ValueError, match=f"{ENV_VAR}='yes please'.*set it to 0"):
         create_loss("ral")(*make_batch())
@@ -165,3 +169,23 @@ def test_off_never_compiles(monkeypatch):
     x, y = make_batch()
     value, _ = value_and_grad(create_loss("ral"), x, y)
     assert fresh._compiled is None and torch.isfinite(value)
+
+
+def test_auto_fuses_large_cpu_inputs_only(monkeypatch):
+    """The default: batches below FUSED_MIN_ELEMENTS never compile (nor pay for it), larger ones do."""
+    monkeypatch.delenv(ENV_VAR)
+    fresh = FusedKernel(RobustAsymmetricLoss.fused_kernel.function)
+    monkeypatch.setattr(RobustAsymmetricLoss, "fused_kernel", fresh)
+    loss = create_loss("ral")
+    x, y = make_batch(rows=64, classes=26, dtype=torch.float32)
+    value_and_grad(loss, x, y)
+    assert fresh._compiled is None
+    rows = FUSED_MIN_ELEMENTS // 26 + 1
+    x, y = make_batch(rows=rows, classes=26, dtype=torch.float32, seed=11)
+    value, grad = value_and_grad(loss, x, y)
+    assert fresh._compiled is not None and fresh.failed is None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ENV_VAR, "0")
+        eager_value, eager_grad = value_and_grad(loss, x, y)
+    torch.testing.assert_close(value, eager_value, rtol=1e-5, atol=0)
+    assert_grad_parity(grad, eager_grad, rtol=1e-5)  # float32: both within rounding of the truth

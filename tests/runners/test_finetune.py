@@ -60,3 +60,13 @@ def test_finetune_on_cuda_with_each_precision(finetune_config, prepared, amp):
     config = dataclasses.replace(finetune_config, device="cuda", train=dataclasses.replace(finetune_config.train, amp=amp))
     result = runners.run_trial(config, "asl", {}, seed=0)
     assert result.status == "complete" and 0 < result.value <= 1
+
+
+def test_prepare_for_finetune_checks_the_backbone_without_embedding(finetune_config, tmp_path):
+    prepared = runners.prepare(finetune_config, progress=False)
+    assert prepared.embedding_key is None and prepared.embed_seconds == 0.0
+    assert len(prepared.class_names) == finetune_config.data.num_classes
+    bad = tmp_path / "bad.pth"
+    torch.save({"not.a.resnet.weight": torch.zeros(3)}, bad)
+    with pytest.raises(ValueError, match="does not fit backbone"):
+        runners.prepare(dataclasses.replace(finetune_config, checkpoint=str(bad)), progress=False)
