@@ -76,12 +76,13 @@ class FusedKernel:
     """One loss's fused kernel: compiled on first use, or permanently replaced by ``None`` if that fails.
 
     ``__call__`` returns ``(summed loss, gradient)`` or ``None``, in which case the caller runs its
-    eager kernel. Failures are per kernel: one loss failing to compile does not disable the others.
+    eager kernel. Failures are per kernel and device type: RAL failing to compile for CUDA (no Triton)
+    disables neither ASL nor RAL on CPU.
     """
 
     def __init__(self, function: FusedFunction) -> None:
         self.function = function
-        self.failed: Optional[str] = None  # why compiling or running failed, once it has
+        self.failed: dict[str, str] = {}  # device type -> why compiling or running failed there
         self._compiled: Optional[FusedFunction] = None
         self._lock = threading.Lock()
 
@@ -94,7 +95,8 @@ class FusedKernel:
         return self._compiled
 
     def __call__(self, *args: Optional[Tensor]) -> Optional[tuple[Tensor, Tensor]]:
-        if self.failed is not None:
+        device_type = args[0].device.type
+        if device_type in self.failed:
             return None
         try:
             compiled = self._get()
@@ -104,10 +106,12 @@ class FusedKernel:
             with torch.no_grad():  # a plain inference graph: the gradient is one of its outputs
                 return compiled(*args)
         except Exception as error:  # noqa: BLE001 - any failure of the compiler stack means "use eager"
-            self.failed = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            self.failed[device_type] = f"{type(error).__name__}: {first_line}"
             warnings.warn(
-                f"runners.losses: the fused {self.function.__name__} kernel is unavailable ({self.failed}); "
-                f"using the eager kernels for the rest of this process (set {ENV_VAR}=0 to skip the attempt)",
+                f"runners.losses: the fused {self.function.__name__} kernel is unavailable on {device_type} "
+                f"({self.failed[device_type]}); using the eager kernels there for the rest of this process "
+                f"(set {ENV_VAR}=0 to skip the attempt)",
                 RuntimeWarning, stacklevel=3,
             )
             return None

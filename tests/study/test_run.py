@@ -136,10 +136,11 @@ def test_a_killed_worker_is_retried_with_the_same_parameters(tmp_path, start, ti
 def test_ctrl_c_stops_cleanly_and_a_rerun_completes_the_budget(tmp_path, start, cli, tiny):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     name = "ral-synthetic-linear-probe-full"
-    args = ["--loss", "ral", "--trials", "8", "--workers", "2", "--storage", url, *tiny, "--epochs", "20"]
+    # Trials long enough (~0.5 s) that the signal lands while most of the budget is still to run.
+    args = ["--loss", "ral", "--trials", "8", "--workers", "2", "--storage", url, *tiny, "--epochs", "100"]
     proc = start(args, tmp_path)
     try:
-        wait_for(lambda: len(finished(trials_or_empty(url, name))) >= 2, what="2 finished trials")
+        wait_for(lambda: len(finished(trials_or_empty(url, name))) >= 1, what="a finished trial")
         os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends; the parent forwards it to its workers
         out, err = proc.communicate(timeout=120)
     finally:
@@ -148,7 +149,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_completes_the_budget(tmp_path, start, 
     assert "run the same command again to resume" in err
     trials = load(url, name).get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]  # no zombie
-    assert 2 <= len(finished(trials)) < 8
+    assert 1 <= len(finished(trials)) < 8
     for t in trials:
         if t.state == TrialState.FAIL:
             assert t.user_attrs.get("fail_reason") == "interrupted"
