@@ -94,30 +94,55 @@ def test_same_seed_gives_the_design_points_and_reproducible_values(tmp_path, cli
         assert again.val["mAP"] == pytest.approx(done[k].user_attrs["val_mAP"], abs=1e-6)
 
 
+def with_flag(args, flag, value):
+    """``args`` with the value of ``flag`` replaced."""
+    i = args.index(flag)
+    return [*args[: i + 1], value, *args[i + 2 :]]
+
+
 def wait_for(predicate, timeout=180.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def trials_or_empty(url, name):
-    try:
-        return load(url, name).get_trials()
-    except KeyError:
-        return []
+class StoreWatch:
+    """Reads a study's trials while a CLI run writes them, through one storage opened once.
+
+    ``optuna.load_study(storage=url)`` opens (and checks the schema of) a new store on every call,
+    which takes long enough on a busy machine to miss a whole short study.
+    """
+
+    def __init__(self, path, name):
+        self.path, self.name, self.storage = path, name, None
+
+    def trials(self):
+        if self.storage is None:
+            if not self.path.exists():
+                return []
+            try:
+                self.storage = optuna.storages.RDBStorage(f"sqlite:///{self.path}", skip_table_creation=True)
+            except Exception:  # the file exists, its tables not yet
+                return []
+        try:
+            study_id = self.storage.get_study_id_from_name(self.name)
+        except Exception:  # tables or study not created yet
+            return []
+        return self.storage.get_all_trials(study_id, deepcopy=False)
 
 
 def test_a_killed_worker_is_retried_with_the_same_parameters(tmp_path, start, tiny):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     name = "asl-synthetic-linear-probe-full"
-    # Longer trials, so the kill lands mid-trial.
-    proc = start(["--loss", "asl", "--trials", "5", "--workers", "2", "--storage", url, *tiny, "--epochs", "60"], tmp_path)
+    # Trials of about a second, so the kill lands mid-trial.
+    proc = start(["--loss", "asl", "--trials", "5", "--workers", "2", "--storage", url, *tiny, "--epochs", "600"], tmp_path)
+    watch = StoreWatch(tmp_path / "store.db", name)
     try:
-        victim = wait_for(lambda: next((t for t in trials_or_empty(url, name) if t.state == TrialState.RUNNING and t.number >= 1), None), what="a running trial")
+        victim = wait_for(lambda: next((t for t in watch.trials() if t.state == TrialState.RUNNING and t.number >= 1), None), what="a running trial")
         pid = int(victim.system_attrs["lossweep:worker"].rsplit(":", 1)[1])
         os.kill(pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
@@ -136,11 +161,13 @@ def test_a_killed_worker_is_retried_with_the_same_parameters(tmp_path, start, ti
 def test_ctrl_c_stops_cleanly_and_a_rerun_completes_the_budget(tmp_path, start, cli, tiny):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     name = "ral-synthetic-linear-probe-full"
-    # Trials long enough (~0.5 s) that the signal lands while most of the budget is still to run.
-    args = ["--loss", "ral", "--trials", "8", "--workers", "2", "--storage", url, *tiny, "--epochs", "100"]
+    # Trials of about a second (several on a busy machine), so the signal sent after the first
+    # finished trial lands while most of the budget is still to run, however fast the machine.
+    args = ["--loss", "ral", "--trials", "6", "--workers", "2", "--storage", url, *tiny, "--epochs", "600"]
     proc = start(args, tmp_path)
+    watch = StoreWatch(tmp_path / "store.db", name)
     try:
-        wait_for(lambda: len(finished(trials_or_empty(url, name))) >= 1, what="a finished trial")
+        wait_for(lambda: len(finished(watch.trials())) >= 1, what="a finished trial")
         os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends; the parent forwards it to its workers
         out, err = proc.communicate(timeout=120)
     finally:
@@ -149,22 +176,22 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_completes_the_budget(tmp_path, start, 
     assert "run the same command again to resume" in err
     trials = load(url, name).get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]  # no zombie
-    assert 1 <= len(finished(trials)) < 8
+    assert 1 <= len(finished(trials)) < 6
     for t in trials:
         if t.state == TrialState.FAIL:
             assert t.user_attrs.get("fail_reason") == "interrupted"
-    # The same command resumes to exactly 8 (the worker count is free to change); a larger --trials
+    # The same command resumes to exactly 6 (the worker count is free to change); a larger --trials
     # then extends the same design.
-    one_worker = [a if a != "2" else "1" for a in args]
+    one_worker = with_flag(args, "--workers", "1")
     resumed = cli(one_worker, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    check_exact_budget(load(url, name).get_trials(), 8)
-    bigger = cli([a if a != "8" else "10" for a in one_worker], tmp_path)
+    check_exact_budget(load(url, name).get_trials(), 6)
+    bigger = cli(with_flag(one_worker, "--trials", "8"), tmp_path)
     assert bigger.returncode == 0, bigger.stderr
     study = load(url, name)
-    done = check_exact_budget(study.get_trials(), 10)
-    assert study.user_attrs["config"]["n_trials"] == 10
-    design = Design(get_space("ral"), "qmc", 0, 10)
+    done = check_exact_budget(study.get_trials(), 8)
+    assert study.user_attrs["config"]["n_trials"] == 8
+    design = Design(get_space("ral"), "qmc", 0, 8)
     for t in done:
         assert t.params == pytest.approx(design.point(t.user_attrs["design_index"]))
 
