@@ -4,13 +4,18 @@ The studies are written with plain Optuna in the format of docs/store-format.md 
 user attributes included), so everything that reads a store reads these unchanged. Only the mAP
 values are simulated: a smooth response surface over the loss hyperparameters plus seed noise,
 with a share of failed and diverged trials.
+
+This module is also the one place that writes trials in bulk (:func:`bulk_add_trials`) and that
+spells out a trial's user attributes (:func:`trial_user_attrs`): ``benchmarks/report.py`` builds
+its realistic report stores with both. Like all of ``analysis`` it must not import torch or runners.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -29,6 +34,9 @@ SPACES: dict[str, dict[str, tuple[float, float, bool]]] = {
 }
 DEFAULTS = {"gamma_pos": 1.0, "gamma_neg": 4.0, "clip": 0.05, "lam": 1.5, "alpha_1": 1.0, "alpha_2": -1.25,
             "gamma": 2.0, "margin": 1.0}
+N_CLASSES = 26
+# runners.result.SCALAR_METRICS, repeated because analysis may not import runners.
+SCALAR_METRICS = ("mAP", "mAUC", "mF1", "mAP_head", "mAP_medium", "mAP_tail")
 
 
 @dataclass
@@ -52,6 +60,7 @@ class StudySpec:
 
 
 def study_attrs(spec: StudySpec) -> dict[str, Any]:
+    """The study attributes of docs/store-format.md (``config.trial`` abridged to the keys analysis reads)."""
     space = SPACES[spec.loss]
     attrs: dict[str, Any] = {
         "lossweep": {"format": 1},
@@ -59,7 +68,7 @@ def study_attrs(spec: StudySpec) -> dict[str, Any]:
         "config": {
             "loss": spec.loss, "n_trials": spec.n_trials, "sampler": spec.sampler, "seed": spec.seed,
             "space_mode": spec.space_mode, "nuisance": False, "replicates": spec.replicates,
-            "trial": {"data": {"name": "synthetic", "num_classes": 26, "seed": 0}, "backbone": "resnet18",
+            "trial": {"data": {"name": "synthetic", "num_classes": N_CLASSES, "seed": 0}, "backbone": "resnet18",
                       "checkpoint": None, "protocol": "linear-probe",
                       "train": {"epochs": 30, "lr": 1e-3, "weight_decay": 1e-4}, "device": "cpu"},
         },
@@ -68,11 +77,41 @@ def study_attrs(spec: StudySpec) -> dict[str, Any]:
                                     for k, (lo, hi, lg) in space.items()],
                          "fixed": {}},
         "data_fingerprint": "f" * 16,
-        "class_names": [f"c{i}" for i in range(26)],
-        "train_positives": [1000 // (i + 1) for i in range(26)],
-        "versions": {"lossweep": "0.1.0", "optuna": optuna.__version__},
+        "class_names": [f"c{i}" for i in range(N_CLASSES)],
+        "train_positives": [1000 // (i + 1) for i in range(N_CLASSES)],
+        "versions": {"lossweep": "0.1.0", "optuna": optuna.__version__, "torch": "2.5.1", "timm": "1.0.11",
+                     "python": "3.11.2"},
     }
     attrs.update(spec.overrides)
+    return attrs
+
+
+def trial_user_attrs(
+    design_index: int,
+    status: str,
+    *,
+    seconds: float,
+    seeds: Sequence[int],
+    val: Mapping[str, Any] | None = None,
+    test: Mapping[str, Any] | None = None,
+    replicate_values: Iterable[float] = (),
+    fail_reason: str | None = None,
+    diverged_step: int | None = None,
+    diverged_value: str | None = None,
+) -> dict[str, Any]:
+    """A trial's user attributes as ``study.run`` writes them: ``design_index`` plus every key of
+    ``runners.result.TrialResult.user_attrs()`` (docs/store-format.md).
+
+    ``val`` / ``test`` map metric names (:data:`SCALAR_METRICS` and ``per_class_ap``) to values; a
+    metric left out is stored as None (an empty list for ``per_class_ap``), as for a failed trial.
+    """
+    attrs: dict[str, Any] = {"design_index": design_index, "status": status}
+    for split, metrics in (("val", val or {}), ("test", test or {})):
+        for name in SCALAR_METRICS:
+            attrs[f"{split}_{name}"] = metrics.get(name)
+        attrs[f"{split}_per_class_ap"] = list(metrics.get("per_class_ap", []))
+    attrs |= {"seconds": seconds, "seeds": list(seeds), "replicate_values": list(replicate_values),
+              "fail_reason": fail_reason, "diverged_step": diverged_step, "diverged_value": diverged_value}
     return attrs
 
 
@@ -101,21 +140,24 @@ def simulate_trials(spec: StudySpec, rng: np.random.Generator) -> list[optuna.tr
         reps = [spec.base + spec.sensitivity * _surface(spec.loss, params) + rng.normal(0, spec.noise)
                 for _ in range(spec.replicates)]
         value = float(np.mean(reps))
-        tier = {f"val_mAP_{t}": value + d + rng.normal(0, spec.noise) for t, d in
+        tier = {f"mAP_{t}": value + d + rng.normal(0, spec.noise) for t, d in
                 (("head", 0.2), ("medium", 0.0), ("tail", -0.2))}
-        attrs: dict[str, Any] = {"design_index": number, "seconds": float(rng.uniform(1, 3)),
-                                 "seeds": list(range(spec.replicates))}
+        common = {"seconds": float(rng.uniform(1, 3)), "seeds": list(range(spec.replicates))}
         if u < spec.diverge_rate:
-            attrs.update(status="diverged", fail_reason="non-finite loss at step 12", diverged_step=12,
-                         diverged_value="nan", replicate_values=[])
+            attrs = trial_user_attrs(number, "diverged", **common, fail_reason="non-finite loss at step 12",
+                                     diverged_step=12, diverged_value="nan")
             state, val = TrialState.FAIL, None
         elif u < spec.diverge_rate + spec.fail_rate:
-            attrs.update(status="failed", fail_reason="RuntimeError: CUDA out of memory", replicate_values=[])
+            attrs = trial_user_attrs(number, "failed", **common, fail_reason="RuntimeError: CUDA out of memory")
             state, val = TrialState.FAIL, None
         else:
-            attrs.update(status="complete", val_mAP=value, val_mAUC=min(1.0, value + 0.3), val_mF1=value * 0.8,
-                         test_mAP=value - 0.01, replicate_values=[float(r) for r in reps],
-                         val_per_class_ap=[value] * 4, fail_reason=None, **tier)
+            val_metrics = {"mAP": value, "mAUC": min(1.0, value + 0.3), "mF1": value * 0.8, **tier,
+                           "per_class_ap": [value] * N_CLASSES}
+            # The test split is simulated as the validation split a point lower (no extra random draws).
+            test_metrics = {k: [a - 0.01 for a in v] if k == "per_class_ap" else v - 0.01
+                            for k, v in val_metrics.items()}
+            attrs = trial_user_attrs(number, "complete", **common, val=val_metrics, test=test_metrics,
+                                     replicate_values=[float(r) for r in reps])
             state, val = TrialState.COMPLETE, value
         kwargs = {"value": val} if val is not None else {}
         trial = create_trial(state=state, params=params, distributions=dists, user_attrs=attrs, **kwargs)
@@ -126,50 +168,54 @@ def simulate_trials(spec: StudySpec, rng: np.random.Generator) -> list[optuna.tr
     return trials
 
 
-def _insert_trials(storage: optuna.storages.RDBStorage, study_id: int, trials: list[FrozenTrial]) -> None:
-    """Write finished trials with one Core ``executemany`` per table, in one transaction.
+def bulk_add_trials(storage: optuna.storages.RDBStorage, study_name: str, trials: Sequence[FrozenTrial]) -> None:
+    """``Study.add_trials`` as one multi-row INSERT per table, in one transaction.
 
-    ``Study.add_trials`` goes through the ORM row by row (about 40 ms a trial here, 7 minutes for a
-    10,000-trial benchmark store); this writes the same rows (Optuna's own table definitions and
-    value encodings) in a fraction of a second. tests/analysis/test_testing.py checks that Optuna's
-    public API reads back exactly the trials given.
+    Hand-written because ``add_trials`` goes through the ORM row by row, one upsert per user
+    attribute (40-60 ms a trial here: 10+ minutes for the report benchmark's 10,000 trials). This
+    writes exactly the rows ``add_trials`` writes, through Optuna's own table definitions and value
+    encodings (``optuna.storages._rdb.models``), for finished single-objective trials without
+    intermediate values or system attributes; tests/analysis/test_testing.py compares the two
+    stores field by field. The trials are numbered after those the study already has.
     """
     from optuna.distributions import distribution_to_json
     from optuna.storages._rdb import models
 
-    trials_t = models.TrialModel.__table__
+    for t in trials:
+        multi_objective = t.values is not None and len(t.values) != 1
+        if not t.state.is_finished() or multi_objective or t.intermediate_values or t.system_attrs:
+            raise ValueError(f"bulk_add_trials writes finished single-objective trials without intermediate "
+                             f"values or system attributes; trial {t.number} is not one: use Study.add_trials")
     if not trials:
         return
+    study_id = storage.get_study_id_from_name(study_name)
+    trials_t = models.TrialModel.__table__
     with storage.engine.begin() as conn:
         first = conn.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(trials_t)
                              .where(trials_t.c.study_id == study_id)).scalar_one()
         conn.execute(trials_t.insert(), [
             {"number": first + i, "study_id": study_id, "state": t.state,
-             "datetime_start": _naive_utc(t.datetime_start), "datetime_complete": _naive_utc(t.datetime_complete)}
+             "datetime_start": t.datetime_start, "datetime_complete": t.datetime_complete}
             for i, t in enumerate(trials)
         ])
+        # Read the new ids back by number (portable: no INSERT ... RETURNING needed).
         ids = dict(conn.execute(sqlalchemy.select(trials_t.c.number, trials_t.c.trial_id)
-                                .where(trials_t.c.study_id == study_id)).all())
+                                .where(trials_t.c.study_id == study_id, trials_t.c.number >= first)).all())
         params, values, attrs = [], [], []
         for i, t in enumerate(trials):
-            tid = ids[first + i]
-            for name, value in t.params.items():
-                dist = t.distributions[name]
-                params.append({"trial_id": tid, "param_name": name, "param_value": dist.to_internal_repr(value),
+            trial_id = ids[first + i]
+            for name, dist in t.distributions.items():
+                params.append({"trial_id": trial_id, "param_name": name,
+                               "param_value": dist.to_internal_repr(t.params[name]),
                                "distribution_json": distribution_to_json(dist)})
             if t.value is not None:
                 stored, kind = models.TrialValueModel.value_to_stored_repr(t.value)
-                values.append({"trial_id": tid, "objective": 0, "value": stored, "value_type": kind})
-            attrs += [{"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in t.user_attrs.items()]
-        for table, rows in ((models.TrialParamModel, params), (models.TrialValueModel, values),
+                values.append({"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind})
+            attrs += [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in t.user_attrs.items()]
+        for model, rows in ((models.TrialParamModel, params), (models.TrialValueModel, values),
                             (models.TrialUserAttributeModel, attrs)):
             if rows:
-                conn.execute(table.__table__.insert(), rows)
-
-
-def _naive_utc(when: datetime | None) -> datetime | None:
-    """Optuna's RDB storage keeps naive UTC datetimes (optuna.storages._rdb.models.TrialModel)."""
-    return None if when is None else when.astimezone(timezone.utc).replace(tzinfo=None)
+                conn.execute(model.__table__.insert(), rows)
 
 
 def build_store(
@@ -177,7 +223,7 @@ def build_store(
 ) -> None:
     """Write the simulated studies into ``storage`` (an Optuna store URL or storage object).
 
-    ``bulk`` writes the trials of an RDB store with :func:`_insert_trials`; False (or any other
+    ``bulk`` writes the trials of an RDB store with :func:`bulk_add_trials`; False (or any other
     storage) uses ``Study.add_trials``.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -190,11 +236,12 @@ def build_store(
             study.set_user_attr(key, value)
         trials = simulate_trials(spec, rng)
         if bulk and isinstance(storage, optuna.storages.RDBStorage):
-            _insert_trials(storage, study._study_id, trials)
+            bulk_add_trials(storage, spec.name, trials)
         else:
             study.add_trials(trials)
     if isinstance(storage, optuna.storages.RDBStorage):
         storage.engine.dispose()  # release the file before readers open it
 
 
-__all__ = ["StudySpec", "build_store", "simulate_trials", "study_attrs", "SPACES", "DEFAULTS"]
+__all__ = ["StudySpec", "build_store", "bulk_add_trials", "simulate_trials", "study_attrs", "trial_user_attrs",
+           "SCALAR_METRICS", "SPACES", "DEFAULTS", "N_CLASSES"]

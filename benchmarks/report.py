@@ -2,8 +2,9 @@
 
 Run: ``python -m benchmarks.report [--trials 5000] [--n-boot 2000]``. The store (two studies, ASL and
 RAL, ``--trials`` finished trials each, with every attribute ``study.run`` writes) is generated with
-bulk INSERTs (:func:`bulk_add_trials`) into a temporary SQLite file; its generation is not timed. The stages timed
-are the ones ``reports.build.build_report`` runs: load, analyse, figures, render, write.
+bulk INSERTs (``analysis.testing.bulk_add_trials``) into a temporary SQLite file; its generation is
+not timed. The stages timed are the ones ``reports.build.build_report`` runs: load, analyse,
+figures, render, write.
 
 :func:`make_store` is also what the report tests use to get a real store.
 """
@@ -11,7 +12,6 @@ are the ones ``reports.build.build_report`` runs: load, analyse, figures, render
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -19,9 +19,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import optuna
-import sqlalchemy
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
+
+from analysis.testing import bulk_add_trials, trial_user_attrs
 
 CLASS_NAMES = [f"finding_{i:02d}" for i in range(26)]
 
@@ -33,22 +34,15 @@ def space_dict(loss: str) -> dict[str, Any]:
     return get_space(loss, "full").to_dict()
 
 
-def _trial_config(epochs: int = 30) -> dict[str, Any]:
-    """``runners.config.TrialConfig().to_dict()`` spelled out, so generating a store needs no lossweep import."""
-    return {
-        "data": {
-            "name": "synthetic", "path": None, "image_root": None, "image_size": 64, "num_classes": 26,
-            "num_images": 6000, "imbalance_ratio": 142.0, "labels_per_image": 2.0, "missing_rate": 0.2,
-            "path_column": "path", "label_columns": None, "split_column": "split", "uncertain": "zero",
-            "val_fraction": 0.15, "test_fraction": 0.15, "seed": 0,
-        },
-        "backbone": "resnet18", "checkpoint": None, "protocol": "linear-probe",
-        "train": {
-            "epochs": epochs, "batch_size": 256, "lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw",
-            "head": "linear", "mlp_hidden": 256, "grad_clip": None, "amp": "auto", "warmup_epochs": 0,
-        },
-        "device": "auto", "cache_dir": ".lossweep-cache", "embed_batch_size": 128, "num_threads": None,
-    }
+def _study_config(loss: str, n_trials: int, *, sampler: str, seed: int, epochs: int) -> dict[str, Any]:
+    """The ``config`` attribute ``study.run`` writes, from its own dataclasses (``study.config`` imports no torch)."""
+    from runners.config import TrainConfig, TrialConfig
+    from study.config import StudyConfig
+
+    config = StudyConfig(loss=loss, n_trials=n_trials, trial=TrialConfig(train=TrainConfig(epochs=epochs)),
+                         sampler=sampler, seed=seed).to_dict()
+    config["grid_levels"] = None  # study.run.Plan.attrs adds the grid levels for --sampler grid only
+    return config
 
 
 def study_attrs(
@@ -67,10 +61,7 @@ def study_attrs(
     return {
         "lossweep": {"format": 1},
         "loss": loss,
-        "config": {
-            "loss": loss, "n_trials": n_trials, "sampler": sampler, "seed": seed, "space_mode": "full",
-            "nuisance": False, "replicates": 1, "trial": _trial_config(epochs),
-        },
+        "config": _study_config(loss, n_trials, sampler=sampler, seed=seed, epochs=epochs),
         "search_space": space if space is not None else space_dict(loss),
         "data_fingerprint": "5f1c0e9a2b7d4c3e",
         "class_names": list(class_names),
@@ -80,13 +71,14 @@ def study_attrs(
     }
 
 
-def _metrics(rng: np.random.Generator, split: str, value: float, n_classes: int) -> dict[str, Any]:
+def _metrics(rng: np.random.Generator, value: float, n_classes: int) -> dict[str, Any]:
+    """One split's metrics (``trial_user_attrs``'s ``val`` / ``test``): tiers around ``value``, noisy per-class AP."""
     head, medium, tail = value + 0.12, value + 0.01, value - 0.1 + rng.normal(0, 0.02)
     aps = np.clip(rng.normal(value, 0.08, n_classes), 0.0, 1.0)
     return {
-        f"{split}_mAP": value, f"{split}_mAUC": min(1.0, value + 0.3), f"{split}_mF1": value * 0.8,
-        f"{split}_mAP_head": min(1.0, head), f"{split}_mAP_medium": medium, f"{split}_mAP_tail": max(0.0, tail),
-        f"{split}_per_class_ap": [round(float(a), 4) for a in aps],
+        "mAP": value, "mAUC": min(1.0, value + 0.3), "mF1": value * 0.8,
+        "mAP_head": min(1.0, head), "mAP_medium": medium, "mAP_tail": max(0.0, tail),
+        "per_class_ap": [round(float(a), 4) for a in aps],
     }
 
 
@@ -127,66 +119,24 @@ def make_trials(
         params = {name: float(rng.uniform(d.low, d.high)) for name, d in dists.items()}
         if kind == "diverged" and "gamma_neg" in params:
             params["gamma_neg"] = float(rng.uniform(0.0, 1.0))
-        attrs: dict[str, Any] = {"design_index": index, "status": kind, "seconds": float(rng.gamma(4.0, 2.0)),
-                                 "seeds": [seed + index], "fail_reason": None, "diverged_step": None,
-                                 "diverged_value": None}
+        common = {"seconds": float(rng.gamma(4.0, 2.0)), "seeds": [seed + index]}
         if kind == "complete":
             value = _mAP(loss, params, rng) if {"gamma_neg", "clip", "gamma_pos"} <= set(params) else float(
                 rng.uniform(0.2, 0.5))
-            attrs |= _metrics(rng, "val", value, n_classes) | _metrics(rng, "test", value - 0.01, n_classes)
-            attrs["replicate_values"] = [value]
+            attrs = trial_user_attrs(index, kind, **common, val=_metrics(rng, value, n_classes),
+                                     test=_metrics(rng, value - 0.01, n_classes), replicate_values=[value])
             trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=value,
                                                     user_attrs=attrs, state=TrialState.COMPLETE))
             continue
-        for split in ("val", "test"):
-            attrs |= {f"{split}_{m}": None for m in ("mAP", "mAUC", "mF1", "mAP_head", "mAP_medium", "mAP_tail")}
-            attrs[f"{split}_per_class_ap"] = []
-        attrs["replicate_values"] = []
         if kind == "diverged":
-            attrs["fail_reason"] = "diverged: non-finite loss"
-            attrs["diverged_step"] = int(rng.integers(1, 500))
-            attrs["diverged_value"] = "nan"
+            attrs = trial_user_attrs(index, kind, **common, fail_reason="diverged: non-finite loss",
+                                     diverged_step=int(rng.integers(1, 500)), diverged_value="nan")
         else:
-            attrs["fail_reason"] = str(fail_reasons[int(rng.integers(len(fail_reasons)))])
+            attrs = trial_user_attrs(index, kind, **common,
+                                     fail_reason=str(fail_reasons[int(rng.integers(len(fail_reasons)))]))
         trials.append(optuna.trial.create_trial(params=params, distributions=dists, user_attrs=attrs,
                                                 state=TrialState.FAIL))
     return trials
-
-
-def bulk_add_trials(storage: optuna.storages.RDBStorage, study_name: str,
-                    trials: Sequence[optuna.trial.FrozenTrial]) -> None:
-    """``Study.add_trials`` in a handful of multi-row INSERTs into Optuna's own tables.
-
-    Hand-written because ``add_trials`` issues one ORM upsert per user attribute (~60 ms per trial
-    here, 10+ minutes for the benchmark's 10,000 trials). It writes exactly the rows ``add_trials``
-    writes, through Optuna's table definitions (``optuna.storages._rdb.models``), for finished
-    single-objective trials without intermediate values; a test compares the two stores trial by trial.
-    """
-    from optuna.distributions import distribution_to_json
-    from optuna.storages._rdb import models
-
-    study_id = storage.get_study_id_from_name(study_name)
-    first = storage.get_n_trials(study_id)
-    with storage.engine.begin() as conn:
-        ids = conn.execute(
-            sqlalchemy.insert(models.TrialModel).returning(models.TrialModel.trial_id, sort_by_parameter_order=True),
-            [{"number": first + i, "study_id": study_id, "state": t.state, "datetime_start": t.datetime_start,
-              "datetime_complete": t.datetime_complete} for i, t in enumerate(trials)],
-        ).scalars().all()
-        params, values, attrs = [], [], []
-        for trial_id, t in zip(ids, trials):
-            for name, dist in t.distributions.items():
-                params.append({"trial_id": trial_id, "param_name": name,
-                               "param_value": dist.to_internal_repr(t.params[name]),
-                               "distribution_json": distribution_to_json(dist)})
-            if t.value is not None:
-                value, kind = models.TrialValueModel.value_to_stored_repr(t.value)
-                values.append({"trial_id": trial_id, "objective": 0, "value": value, "value_type": kind})
-            attrs += [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in t.user_attrs.items()]
-        for model, rows in ((models.TrialParamModel, params), (models.TrialValueModel, values),
-                            (models.TrialUserAttributeModel, attrs)):
-            if rows:
-                conn.execute(sqlalchemy.insert(model), rows)
 
 
 def make_store(

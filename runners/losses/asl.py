@@ -11,6 +11,7 @@ from ._closed_form import (
     indicator, power, shifted_probability, times_floored_slope_, times_sigmoid_slope_, workspace,
 )
 from ._compiled import FusedKernel, asymmetric, fused_gamma, scalars
+from ._packaged import PackagedKernel
 from .base import MultiLabelLoss, real
 from .registry import register_loss
 
@@ -36,6 +37,7 @@ class AsymmetricLoss(MultiLabelLoss):
 
     defaults = {"gamma_pos": 1.0, "gamma_neg": 4.0, "clip": 0.05, "eps": 1e-8, "focal_grad": "detach", "reduction": "sum"}
     fused_kernel = FusedKernel(fused_asl)
+    packaged_kernel = PackagedKernel(fused_asl)
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         params = super().check_params(params)

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from ._closed_form import ClosedFormLoss, evaluate
-from ._compiled import FusedKernel, wanted_on
+from ._compiled import FusedKernel, kernel_choice
+from ._packaged import PackagedKernel
 
 REDUCTIONS = ("sum", "mean", "none")
 FOCAL_GRADS = ("detach", "through")
@@ -37,6 +38,8 @@ class MultiLabelLoss(nn.Module):
     # Optional fused (torch.compile) kernel for the summed loss; see ``_compiled``. Losses without one
     # always use their eager ``_chunk``.
     fused_kernel: ClassVar[Optional[FusedKernel]] = None
+    # The same fused function compiled ahead of time, for small CPU batches under LOSSWEEP_COMPILE=aot (``_packaged``).
+    packaged_kernel: ClassVar[Optional[PackagedKernel]] = None
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
@@ -72,8 +75,13 @@ class MultiLabelLoss(nn.Module):
     # --- computing ------------------------------------------------------------------------------
     def forward(self, logits: Tensor, targets: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         x, y, m = self._prepare(logits, targets, mask)
-        fused = self.fused_kernel is not None and self.reduction != "none" and wanted_on(x.device, x.numel())
-        compute = self._fused if fused else self._eager
+        compute = self._eager
+        if self.fused_kernel is not None and self.reduction != "none":
+            choice = kernel_choice(x.device, x.numel())
+            if choice == "fused":
+                compute = self._fused
+            elif choice == "packaged" and self.packaged_kernel is not None:
+                compute = self._packaged
         with _no_autocast(x):
             if x.requires_grad and torch.is_grad_enabled():
                 loss = ClosedFormLoss.apply(x, y, m, compute)
@@ -94,6 +102,20 @@ class MultiLabelLoss(nn.Module):
         # Detached: inputs that require grad would be a second compiled variant, with a slower call.
         flat_mask = None if m is None else m.detach().reshape(-1)
         result = self.fused_kernel(x.detach().reshape(-1), y.detach().reshape(-1), flat_mask, *self._fused_inputs(x))
+        if result is None:
+            return self._eager(x, y, m, want_grad)
+        total, grad = result
+        return total, grad.view(x.shape)
+
+    def _packaged(self, x: Tensor, y: Tensor, m: Optional[Tensor], want_grad: bool) -> tuple[Tensor, Optional[Tensor]]:
+        """(summed loss, gradient) from the ahead-of-time compiled kernel; the eager kernel if it is unavailable.
+
+        As ``_fused``, the gradient is computed even when not wanted. Inputs are made contiguous: the
+        library was compiled for dense 1-D inputs.
+        """
+        flat_mask = None if m is None else m.detach().reshape(-1).contiguous()
+        result = self.packaged_kernel(x.detach().reshape(-1).contiguous(), y.detach().reshape(-1).contiguous(), flat_mask,
+                                      *self._fused_inputs(x))
         if result is None:
             return self._eager(x, y, m, want_grad)
         total, grad = result

@@ -12,7 +12,7 @@ from ._closed_form import (
     times_sigmoid_slope_, trim, workspace,
 )
 from ._compiled import FusedKernel, asymmetric, fused_gamma, padded, scalars
-from ._scripted import ral_kernel, scripted
+from ._packaged import PackagedKernel
 from .base import MultiLabelLoss, coefficients, real
 from .registry import register_loss
 
@@ -48,6 +48,7 @@ class RobustAsymmetricLoss(MultiLabelLoss):
         "alpha": (1.0, -1.25), "beta": (0.0,), "focal_grad": "through", "reduction": "sum",
     }
     fused_kernel = FusedKernel(fused_ral)
+    packaged_kernel = PackagedKernel(fused_ral)
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         params = super().check_params(params)
@@ -69,13 +70,8 @@ class RobustAsymmetricLoss(MultiLabelLoss):
         clip, eps, lam, g_neg, g_pos = self.clip, self.eps, self.lam, self.gamma_neg, self.gamma_pos
         alpha, beta = trim(self.alpha), trim(self.beta)
         through = self.focal_grad == "through"
-        buffers = workspace.take(16, x)
+        p, pt, q, d, a, p2, e, h, w, r, p_floor, u, log_p, wp, k, t = workspace.take(16, x)
         c_lam = constant(lam, x)
-        kernel = scripted("ral", ral_kernel)
-        if kernel is not None:  # the same operations without the Python layer (see _scripted)
-            return kernel(x, y, mask, grad_out, loss_out, buffers, constant(1.0, x), c_lam, clip, eps, lam, g_neg, g_pos,
-                          list(alpha), list(beta), through, torch.finfo(x.dtype).tiny)
-        p, pt, q, d, a, p2, e, h, w, r, p_floor, u, log_p, wp, k, t = buffers
 
         # Negatives: l- = -w A H,  A = log q~ + sum_n beta_n q~^n,  H = E D,  E = (lam - p) p^2,  D = lam - q,
         # w = p_clip^g-.

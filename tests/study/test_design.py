@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -97,12 +98,15 @@ def test_ledger_counts_finished_retries_and_interruptions():
 
 CLAIMER = textwrap.dedent(
     """
-    import sys, threading
+    import os, sys, threading, time
     from study.worker import Worker, WorkerSpec
     from study.design import Ledger
     from runners.result import TrialResult
     spec = WorkerSpec(**eval(sys.argv[1]))
     worker = Worker(spec, events=None, stop=threading.Event())
+    open(sys.argv[2] + f".ready{spec.slot}", "w").close()
+    while not os.path.exists(sys.argv[2]):  # start together, so every process contends
+        time.sleep(0.01)
     while True:
         claim = worker.claim()
         if isinstance(claim, Ledger):
@@ -128,7 +132,12 @@ def test_concurrent_claims_finish_exactly_the_budget(backend, tmp_path, request)
         sampler="qmc", seed=0, replicates=1, max_retries=2, heartbeat_interval=1, grace_period=5,
     )  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, repr({**spec, "slot": i})], env=env, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, repr({**spec, "slot": i}), str(go)], env=env, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"go.ready{i}").exists() for i in range(3)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
     for p in procs:
         _, err = p.communicate(timeout=240)
         assert p.returncode == 0, err

@@ -1,0 +1,140 @@
+"""The fused kernels ahead-of-time compiled (AOTInductor), for small CPU batches: ``LOSSWEEP_COMPILE=aot``.
+
+Why: at 256 x 26 (CXR-LT's batch) a loss is bound by per-call overhead, not arithmetic. The eager
+kernels make ~40 dispatcher calls (~3 us each), and the ``torch.compile``d fused kernel pays ~60 us
+of dynamo guards per call; the same fused formula exported and compiled by AOTInductor into a
+shared library is called for ~4 us plus its one loop (measured, ``python -m benchmarks.losses``).
+
+Cost: each variant (loss x dtype x mask or not x polynomial lengths) compiles once per machine
+(~25 s on a busy 2-core CPU) into a ``.pt2`` package under the inductor cache directory
+(``TORCHINDUCTOR_CACHE_DIR``, default ``<tmp>/torchinductor_<user>``), in ``lossweep_aot/``; later
+processes load it (~1 s). The package name holds a hash of the kernel sources and the torch version,
+so an edited formula or another torch never loads a stale library. The length is a symbolic
+dimension (any batch size >= 2); hyperparameters are inputs, so no trial recompiles. Any failure
+(no C++ compiler, an export error) warns once and the loss goes on with its eager kernel.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import inspect
+import os
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from . import _compiled
+
+PACKAGE_DIR_NAME = "lossweep_aot"
+
+
+def package_dir() -> Path:
+    """Where packages are kept: the inductor cache directory's ``lossweep_aot`` folder (see the module docstring)."""
+    base = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or os.path.join(tempfile.gettempdir(), f"torchinductor_{_user()}")
+    return Path(base) / PACKAGE_DIR_NAME
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no entry in the password database (some containers)
+        return str(os.getuid()) if hasattr(os, "getuid") else "user"
+
+
+class _Exported(nn.Module):
+    """The fused function as a module (what ``torch.export`` takes); ``with_mask`` fixes the mask's presence."""
+
+    def __init__(self, function: Callable, with_mask: bool) -> None:
+        super().__init__()
+        self.function = function
+        self.with_mask = with_mask
+
+    def forward(self, x: Tensor, y: Tensor, *rest: Tensor) -> tuple[Tensor, Tensor]:
+        if self.with_mask:
+            return self.function(x, y, rest[0], *rest[1:])
+        return self.function(x, y, None, *rest)
+
+
+class PackagedKernel:
+    """One fused function's AOTInductor libraries, one per variant, built or loaded on first use.
+
+    ``__call__(x, y, mask, *hyperparameters)`` (contiguous 1-D CPU tensors) returns
+    ``(summed loss, gradient)``, or ``None`` where the variant could not be built: the caller then
+    runs its eager kernel.
+    """
+
+    def __init__(self, function: Callable) -> None:
+        self.function = function
+        self.failed: Optional[str] = None  # why building failed; no variant is tried again
+        self._runners: dict[tuple, Callable[[list[Tensor]], list[Tensor]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, x: Tensor, y: Tensor, mask: Optional[Tensor], *params: Tensor) -> Optional[tuple[Tensor, Tensor]]:
+        if self.failed is not None:
+            return None
+        key = (x.dtype, mask is not None, tuple(p.shape[0] for p in params))
+        run = self._runners.get(key)
+        if run is None:
+            run = self._build(key, x, y, mask, params)
+            if run is None:
+                return None
+        inputs = [x, y, *params] if mask is None else [x, y, mask, *params]
+        total, grad = run(inputs)
+        return total, grad
+
+    def _build(self, key: tuple, x: Tensor, y: Tensor, mask: Optional[Tensor], params: tuple[Tensor, ...]):
+        with self._lock:
+            if key in self._runners:
+                return self._runners[key]
+            try:
+                path = self._package(key, x, y, mask, params)
+                model = torch._inductor.aoti_load_package(str(path))
+                # The loader's flat ``run``: the public ``model(...)`` re-parses its input/output tree
+                # specs (JSON) on every call, ~17 us, as much as the kernel at 256 x 26.
+                run = model.loader.run
+            except Exception as error:  # noqa: BLE001 - any failure of export or the compiler means "use eager"
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                self.failed = f"{type(error).__name__}: {first_line}"
+                warnings.warn(
+                    f"runners.losses: the ahead-of-time compiled {self.function.__name__} kernel is unavailable "
+                    f"({self.failed}); using the eager kernels for small batches for the rest of this process "
+                    f"(unset {_compiled.ENV_VAR}=aot to skip the attempt)",
+                    RuntimeWarning, stacklevel=4,
+                )
+                return None
+            self._runners[key] = run
+            return run
+
+    def _package(self, key: tuple, x: Tensor, y: Tensor, mask: Optional[Tensor], params: tuple[Tensor, ...]) -> Path:
+        """The variant's ``.pt2`` file, compiled now unless an earlier process left it."""
+        dtype, with_mask, lengths = key
+        variant = f"{str(dtype).removeprefix('torch.')}-{'mask' if with_mask else 'nomask'}-{'x'.join(map(str, lengths))}"
+        path = package_dir() / f"{self.function.__name__}-{variant}-{self._source_hash()}.pt2"
+        if path.exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        n = torch.export.Dim("n", min=2)
+        rest = tuple(params) if mask is None else (mask, *params)
+        rest_shapes = tuple([{0: n}] * (len(rest) - len(params)) + [None] * len(params))
+        with torch.no_grad():  # the arguments are (x, y, rest): ``forward``'s varargs are one tuple to export
+            program = torch.export.export(_Exported(self.function, with_mask), (x, y, *rest),
+                                          dynamic_shapes=({0: n}, {0: n}, rest_shapes))
+            # Written under a private name and renamed: processes compiling the same variant at once
+            # never load a half-written file.
+            partial = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.partial.pt2")
+            torch._inductor.aoti_compile_and_package(program, package_path=str(partial))
+        os.replace(partial, path)
+        return path
+
+    def _source_hash(self) -> str:
+        """A hash of everything the compiled library depends on: the kernel's module, ``_compiled`` and torch's version."""
+        digest = hashlib.sha256(torch.__version__.encode())
+        for module_file in {inspect.getsourcefile(self.function), _compiled.__file__}:
+            digest.update(Path(module_file).read_bytes())
+        return digest.hexdigest()[:16]
