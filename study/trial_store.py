@@ -45,7 +45,7 @@ def _models() -> Any | None:
         from optuna.storages._rdb.storage import _create_scoped_session  # noqa: F401
     except ImportError:
         return None
-    needed = ("TrialModel", "TrialUserAttributeModel", "TrialValueModel")
+    needed = ("TrialModel", "TrialUserAttributeModel", "TrialValueModel", "TrialHeartbeatModel")
     return models if all(hasattr(models, name) for name in needed) else None
 
 
@@ -118,3 +118,31 @@ def ledger_rows(storage: optuna.storages.RDBStorage, study_id: int) -> list[Tria
             if key is not None:
                 row.user_attrs[key] = json.loads(value_json)
     return [rows[n] for n in sorted(rows)]
+
+
+def fail_orphans(storage: optuna.storages.RDBStorage, study_id: int) -> list[int]:
+    """Fail the study's RUNNING trials that have no heartbeat at all; returns their numbers.
+
+    Call it only while holding the claim lock (study.design.claim_lock): a worker creates its trial
+    and records the first heartbeat inside that lock, so a RUNNING trial without a heartbeat seen
+    under the lock belongs to a worker that died in between. Optuna never fails such a trial as
+    stale (it has no heartbeat to be late), and its design index would stay held for ever.
+    """
+    models = _models()
+    if models is None or not hasattr(storage, "scoped_session"):
+        return []
+    import sqlalchemy
+
+    trials, beats = models.TrialModel, models.TrialHeartbeatModel
+    query = sqlalchemy.select(trials.trial_id, trials.number).where(
+        trials.study_id == study_id,
+        trials.state == TrialState.RUNNING,
+        ~sqlalchemy.exists().where(beats.trial_id == trials.trial_id),
+    )
+    with _session(storage) as session:
+        orphans = list(session.execute(query))
+    failed = []
+    for trial_id, number in orphans:
+        if write_result(storage, trial_id, {"status": "failed", "fail_reason": "worker lost before its first heartbeat"}, TrialState.FAIL, None):
+            failed.append(number)
+    return failed

@@ -39,7 +39,7 @@ from runners.result import TrialResult
 from search_spaces import SearchSpace
 
 from .design import DESIGN_INDEX_ATTR, INTERRUPTED, Design, Ledger, claim_lock, trial_seed
-from .trial_store import ledger_rows, write_result
+from .trial_store import fail_orphans, ledger_rows, write_result
 
 WORKER_ATTR = "lossweep:worker"  # system attribute: host:pid of the process that ran the trial
 
@@ -145,6 +145,7 @@ class Worker:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)
+            fail_orphans(self.storage, self.study_id)
             ledger = Ledger.from_trials(ledger_rows(self.storage, self.study_id), self.spec.n_trials, self.spec.max_retries)
             k = ledger.next_free()
             if k is None:

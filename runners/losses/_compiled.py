@@ -11,14 +11,13 @@ whole forward + backward) eats the gain: there both paths cost ~3.5-4.5x BCE.
 
 ``LOSSWEEP_COMPILE`` chooses when the fused kernels are used (read at every call, so tests can set it):
 
-- unset or ``auto`` (default): on CPU, for inputs of at least ``FUSED_MIN_ELEMENTS`` (32768)
-  elements, where they win. Smaller batches (the 256 x 26 of CXR-LT, every unit test) and CUDA keep
-  the eager kernels and never pay for compiling (the eager kernels are one whole-tensor pass per
-  operation on a GPU, already cheap there; inductor would need Triton);
-- ``1``: for every input on every device; ``0``: never (bit for bit the eager results);
-- ``aot``: as ``auto``, and CPU inputs below ``FUSED_MIN_ELEMENTS`` run the same fused formula compiled
-  ahead of time by AOTInductor (``_packaged``: ~4 us per call instead of dynamo's ~60 us; each variant
-  compiles once per machine, ~25 s, and is kept on disk).
+- unset or ``auto`` (default; ``aot`` is a synonym): on CPU, inputs of at least ``FUSED_MIN_ELEMENTS``
+  (32768) elements run the ``torch.compile``d kernel, and smaller ones (the 256 x 26 of CXR-LT) the same
+  fused formula compiled ahead of time by AOTInductor (``_packaged``: ~4 us per call instead of dynamo's
+  ~60 us; each variant compiles once per machine, ~10-25 s, and is kept on disk). CUDA keeps the eager
+  kernels (one whole-tensor pass per operation on a GPU, already cheap there; inductor would need Triton);
+- ``1``: the ``torch.compile``d kernel for every input on every device; ``0``: never compile (bit for
+  bit the eager results).
 
 Only the training hot path is fused: ``reduction="sum"`` or ``"mean"``, with or without a mask,
 float32 or float64. ``reduction="none"`` uses the eager kernels.
@@ -46,7 +45,7 @@ from torch import Tensor
 ENV_VAR = "LOSSWEEP_COMPILE"
 FUSED_MIN_ELEMENTS = 1 << 15  # "auto": below this the compiled call's fixed cost (~60 us) eats the gain
 _MODES = {"": "auto", "auto": "auto", "1": "on", "on": "on", "true": "on", "0": "off", "off": "off", "false": "off",
-          "aot": "aot"}
+          "aot": "auto"}
 
 # A fused kernel: (x, y, mask or None, scalars, polynomial coefficients...) -> (summed loss, gradient), all 1-D.
 FusedFunction = Callable[..., tuple[Tensor, Tensor]]
@@ -58,7 +57,7 @@ def compile_mode() -> str:
     mode = _MODES.get(raw.strip().lower())
     if mode is None:
         raise ValueError(f"environment variable {ENV_VAR}={raw!r} is not understood; set it to 0 (eager kernels), 1 (fused everywhere), "
-                         "auto (fused for large CPU inputs) or aot (auto, plus ahead-of-time compiled kernels for small CPU inputs)")
+                         "or auto (compiled kernels on CPU)")
     return mode
 
 
@@ -76,8 +75,8 @@ def kernel_choice(device: torch.device, numel: int) -> str:
         return "eager"
     if numel >= FUSED_MIN_ELEMENTS:
         return "fused"
-    # "aot": small CPU batches, where dynamo's per-call guards would eat the fused kernel's gain.
-    return "packaged" if mode == "aot" and numel >= 2 else "eager"
+    # Small CPU batches: ahead-of-time compiled, since dynamo's per-call guards would eat the fused kernel's gain.
+    return "packaged" if numel >= 2 else "eager"
 
 
 def mark_size_free(data: Tensor) -> None:

@@ -34,14 +34,15 @@ def aot(monkeypatch, package_dir):
     return package_dir
 
 
-def test_aot_setting_chooses_packages_for_small_cpu_inputs_only(monkeypatch):
+@pytest.mark.parametrize("setting", ["auto", "aot", ""])
+def test_default_setting_chooses_packages_for_small_cpu_inputs_only(monkeypatch, setting):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setenv(ENV_VAR, "aot")
+    monkeypatch.setenv(ENV_VAR, setting)
     assert kernel_choice(cpu, 6656) == "packaged"
     assert kernel_choice(cpu, FUSED_MIN_ELEMENTS) == "fused"
     assert kernel_choice(cpu, 1) == "eager"  # the library is compiled for lengths >= 2
     assert kernel_choice(cuda, 6656) == "eager"
-    monkeypatch.setenv(ENV_VAR, "auto")
+    monkeypatch.setenv(ENV_VAR, "0")
     assert kernel_choice(cpu, 6656) == "eager"
 
 

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from runners.result import TrialResult
 from study.storage import open_storage
-from study.trial_store import LEDGER_ATTRS, ledger_rows, write_result
+from study.trial_store import LEDGER_ATTRS, fail_orphans, ledger_rows, write_result
 
 
 def _result(value: float, status: str = "complete") -> TrialResult:
@@ -69,3 +69,16 @@ def test_a_complete_result_needs_a_value(tmp_path):
         write_result(storage, trial_id, {}, TrialState.COMPLETE, None)
     with pytest.raises(ValueError, match="COMPLETE or FAIL"):
         write_result(storage, trial_id, {}, TrialState.PRUNED, None)
+
+
+def test_a_running_trial_without_any_heartbeat_is_failed_as_an_orphan(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=3)
+    study = optuna.create_study(study_name="s", storage=storage)
+    study_id = storage.get_study_id_from_name("s")
+    orphan, alive = storage.create_new_trial(study_id), storage.create_new_trial(study_id)
+    storage.record_heartbeat(alive)
+    assert fail_orphans(storage, study_id) == [0]
+    trials = study.get_trials()
+    assert trials[0].state == TrialState.FAIL and "heartbeat" in trials[0].user_attrs["fail_reason"]
+    assert trials[1].state == TrialState.RUNNING
+    assert fail_orphans(storage, study_id) == []
