@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -78,7 +79,17 @@ def run_cli(args: list[str], cwd: Path | str, *, timeout: float = 300) -> subpro
 def start_cli(args: list[str], cwd: Path | str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("LOSSWEEP_STORAGE", None)
-    return subprocess.Popen([sys.executable, "-m", "study.run", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background job (`pytest ... &`) ignores SIGINT and its children inherit that; give the
+    # CLI the default disposition, as in a terminal's foreground, so a test's SIGINT acts as Ctrl-C.
+    return subprocess.Popen(
+        [sys.executable, "-m", "study.run", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import shutil
 import signal
 import time
 from collections import Counter
+from datetime import datetime
 
 import optuna
 import pytest
@@ -168,11 +169,13 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_completes_the_budget(tmp_path, start, 
     watch = StoreWatch(tmp_path / "store.db", name)
     try:
         wait_for(lambda: len(finished(watch.trials())) >= 1, what="a finished trial")
+        signalled = datetime.now()
         os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends; the parent forwards it to its workers
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    timeline = [(t.number, t.state.name, str(t.datetime_start.time()), str(t.datetime_complete and t.datetime_complete.time())) for t in watch.trials()]
+    assert proc.returncode == 130, f"SIGINT at {signalled.time()}; trials {timeline}; stderr {err}"
     assert "run the same command again to resume" in err
     trials = load(url, name).get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]  # no zombie
