@@ -22,6 +22,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import inspect
+import logging
 import os
 import platform
 import tempfile
@@ -36,6 +37,15 @@ from torch import Tensor, nn
 from . import _compiled
 
 PACKAGE_DIR_NAME = "lossweep_aot"
+
+
+def _drop_cuda_home_notice(record: logging.LogRecord) -> bool:
+    # Loading a CPU package imports torch.utils.cpp_extension, which warns "No CUDA runtime is found"
+    # on every CPU-only machine with a CUDA build of torch: noise in every worker's log, not a problem.
+    return "No CUDA runtime is found" not in record.getMessage()
+
+
+logging.getLogger("torch.utils.cpp_extension").addFilter(_drop_cuda_home_notice)
 
 
 def package_dir() -> Path:

@@ -26,6 +26,3 @@ def make_store(tmp_path):
 
     return make
 
-
-# A real PostgreSQL server (the storage tests' private cluster), for the loader's PostgreSQL path.
-from tests.storage.conftest import fresh_database, password_postgres, postgres  # noqa: E402,F401

@@ -92,56 +92,8 @@ def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_url():
-    """A private PostgreSQL cluster that checks passwords (as tests/storage starts one), as a URL with the password.
+def postgres_url(password_postgres):
+    """A PostgreSQL store URL with a password (tests/conftest.py's password-checking cluster)."""
+    from sqlalchemy import make_url
 
-    Skips where no PostgreSQL binaries are installed, unless LOSSWEEP_REQUIRE_SERVERS=1.
-    """
-    import glob
-    import os
-    import secrets
-    import shlex
-    import shutil
-    import socket
-    import subprocess
-    import tempfile
-
-    def unavailable(reason: str):
-        if os.environ.get("LOSSWEEP_REQUIRE_SERVERS") == "1":
-            pytest.fail(f"PostgreSQL required (LOSSWEEP_REQUIRE_SERVERS=1) but {reason}")
-        pytest.skip(reason)
-
-    def as_postgres(cmd: list[str]) -> list[str]:
-        return ["su", "postgres", "-s", "/bin/sh", "-c", shlex.join(cmd)] if os.geteuid() == 0 else cmd
-
-    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    initdb = initdbs[-1] if initdbs else shutil.which("initdb")
-    if initdb is None:
-        unavailable("no PostgreSQL binaries (initdb) installed")
-    bindir = os.path.dirname(initdb)
-    root = tempfile.mkdtemp(prefix="lossweep-report-pg-")
-    password = "pw-" + secrets.token_hex(8)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    pwfile = os.path.join(root, "pw")
-    with open(pwfile, "w") as fh:
-        fh.write(password + "\n")
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(pwfile, "postgres")
-    data = os.path.join(root, "data")
-    try:
-        subprocess.run(as_postgres([initdb, "-D", data, "-U", "postgres", "-A", "scram-sha-256",
-                                    f"--pwfile={pwfile}"]), check=True, capture_output=True)
-        opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        subprocess.run(as_postgres([f"{bindir}/pg_ctl", "-D", data, "-l", f"{root}/log", "-w", "-o", opts, "start"]),
-                       check=True, capture_output=True)
-    except (subprocess.CalledProcessError, OSError) as exc:
-        shutil.rmtree(root, ignore_errors=True)
-        unavailable(f"could not start a PostgreSQL cluster: {getattr(exc, 'stderr', b'') or exc}")
-    try:
-        yield f"postgresql+psycopg://postgres:{password}@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(as_postgres([f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"]), capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    return make_url(password_postgres.url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)

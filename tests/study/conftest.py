@@ -1,13 +1,12 @@
 """Real stores and tiny trial settings for the study.run tests.
 
-PostgreSQL comes from tests/storage/conftest.py: $LOSSWEEP_TEST_POSTGRES_URL (CI starts a throwaway
+PostgreSQL comes from tests/conftest.py: $LOSSWEEP_TEST_POSTGRES_URL (CI starts a throwaway
 cluster), else a password-checking cluster of its own started with initdb/pg_ctl, else the tests
 skip -- unless $LOSSWEEP_REQUIRE_SERVERS=1, when a missing server fails them.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -35,27 +34,10 @@ TINY = [
 ]  # fmt: skip
 
 
-def _load_storage_fixtures():
-    """The PostgreSQL fixtures of tests/storage/conftest.py (a password-checking throwaway cluster, or
-    $LOSSWEEP_TEST_POSTGRES_URL; skip or, with $LOSSWEEP_REQUIRE_SERVERS=1, fail when neither exists).
-
-    Conftest fixtures are visible only below their folder, so the module is loaded here by path
-    rather than copied.
-    """
-    name = "lossweep_tests_storage_conftest"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "storage" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-_storage = _load_storage_fixtures()
-password_postgres = _storage.password_postgres
-postgres = _storage.postgres
-postgres_url = _storage.fresh_database  # a new database per test, dropped afterwards
+@pytest.fixture
+def postgres_url(fresh_database):
+    """A new, empty PostgreSQL database per test (tests/conftest.py), dropped afterwards."""
+    return fresh_database
 
 
 @pytest.fixture(scope="session")

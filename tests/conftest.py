@@ -1,9 +1,10 @@
-"""A real PostgreSQL server for the storage tests.
+"""The real servers the tests use, shared by every test folder: PostgreSQL and headless Chromium.
 
-A throwaway cluster with password (SCRAM) authentication is started from the local PostgreSQL
-binaries, so wrong passwords are really refused. Where no binaries are installed the tests fall back
-to ``$LOSSWEEP_TEST_POSTGRES_URL`` (CI's trust-auth server) or skip; with
-``LOSSWEEP_REQUIRE_SERVERS=1`` a missing server is a failure, never a skip.
+PostgreSQL: a throwaway cluster with password (SCRAM) authentication is started from the local
+PostgreSQL binaries, so wrong passwords are really refused; ``postgres`` prefers
+``$LOSSWEEP_TEST_POSTGRES_URL`` (CI's trust-auth server). Chromium: Debian's ``chromium`` (or
+``$LOSSWEEP_CHROMIUM``) driven by Playwright's Python package, never a downloaded browser.
+Where a server is missing the tests skip; with ``LOSSWEEP_REQUIRE_SERVERS=1`` (CI) it is a failure.
 """
 
 from __future__ import annotations
@@ -29,9 +30,14 @@ class Postgres:
     password: str | None  # None: the server does not check passwords (trust auth)
 
 
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
 def _unavailable(reason: str):
+    """Skip, unless LOSSWEEP_REQUIRE_SERVERS=1 (CI) says a missing server is a failure."""
     if os.environ.get("LOSSWEEP_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"PostgreSQL required (LOSSWEEP_REQUIRE_SERVERS=1) but {reason}")
+        pytest.fail(f"a real server is required (LOSSWEEP_REQUIRE_SERVERS=1) but {reason}")
     pytest.skip(reason)
 
 
@@ -114,3 +120,21 @@ def fresh_database(postgres):
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium browser (Playwright ``Browser``), shared by the session."""
+    path = os.environ.get("LOSSWEEP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path or not os.path.isfile(path):
+        _unavailable("no Chromium installed (install Debian's chromium or set $LOSSWEEP_CHROMIUM)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        _unavailable("the playwright Python package is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
