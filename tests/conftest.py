@@ -9,6 +9,7 @@ Where a server is missing the tests skip; with ``LOSSWEEP_REQUIRE_SERVERS=1`` (C
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
@@ -101,25 +102,39 @@ def postgres(request):
     return request.getfixturevalue("password_postgres")
 
 
-@pytest.fixture
-def fresh_database(postgres):
-    """A new, empty database on the server (dropped afterwards), as a URL."""
+@contextlib.contextmanager
+def _database_on(server: Postgres):
+    """A new, empty database on ``server`` (dropped afterwards), as a URL."""
     import sqlalchemy
     from sqlalchemy import make_url
 
     name = "lossweep_test_" + secrets.token_hex(4)
     admin = sqlalchemy.create_engine(
-        make_url(postgres.url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT"
+        make_url(server.url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT"
     )
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    url = make_url(postgres.url).set(database=name).render_as_string(hide_password=False)
+    url = make_url(server.url).set(database=name).render_as_string(hide_password=False)
     try:
         yield url
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.dispose()
+
+
+@pytest.fixture
+def fresh_database(postgres):
+    """A new, empty database on any reachable server (dropped afterwards), as a URL."""
+    with _database_on(postgres) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_password_database(password_postgres):
+    """A new, empty database on the password-checking cluster: its URL carries a password to keep secret."""
+    with _database_on(password_postgres) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

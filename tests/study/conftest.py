@@ -35,9 +35,10 @@ TINY = [
 
 
 @pytest.fixture
-def postgres_url(fresh_database):
-    """A new, empty PostgreSQL database per test (tests/conftest.py), dropped afterwards."""
-    return fresh_database
+def postgres_url(fresh_password_database):
+    """A new, empty PostgreSQL database per test on a password-checking server (tests/conftest.py), so
+    the tests can check the password is never shown; dropped afterwards."""
+    return fresh_password_database
 
 
 @pytest.fixture(scope="session")
