@@ -287,3 +287,17 @@ def add_polynomial_slope_(out: Tensor, u: Tensor, coefs: tuple[float, ...], sign
     for j in range(m - 2, 0, -1):
         tmp.mul_(u).add_(constant(j * coefs[j - 1], u))
     return out.add_(tmp, alpha=sign)
+
+
+def finish_chunk(r: Tensor, log_p: Tensor, wpos: Optional[Tensor], y: Tensor, mask: Optional[Tensor], loss_out: Optional[Tensor]) -> Optional[Tensor]:
+    """The end of an asymmetric (ASL / RAL) chunk kernel: weight the positive log-likelihood, blend it
+    with the negative term ``r`` by the targets, then write per-element losses or return the masked sum."""
+    if wpos is not None:
+        log_p.mul_(wpos)
+    torch.lerp(r, log_p, y, out=r)
+    if loss_out is not None:
+        torch.neg(r, out=loss_out)
+        if mask is not None:
+            loss_out.mul_(mask)
+        return None
+    return (r.sum() if mask is None else torch.dot(r, mask)).neg_()

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ._closed_form import (
-    indicator, power, shifted_probability, times_floored_slope_, times_sigmoid_slope_, workspace,
+    finish_chunk, indicator, power, shifted_probability, times_floored_slope_, times_sigmoid_slope_, workspace,
 )
 from ._compiled import FusedKernel, asymmetric, fused_gamma, scalars
 from ._packaged import PackagedKernel
@@ -100,12 +100,4 @@ class AsymmetricLoss(MultiLabelLoss):
             if mask is not None:
                 grad_out.mul_(mask)
 
-        if wpos is not None:
-            log_p.mul_(wpos)
-        torch.lerp(r, log_p, y, out=r)
-        if loss_out is not None:
-            torch.neg(r, out=loss_out)
-            if mask is not None:
-                loss_out.mul_(mask)
-            return None
-        return (r.sum() if mask is None else torch.dot(r, mask)).neg_()
+        return finish_chunk(r, log_p, wpos, y, mask, loss_out)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ._closed_form import (
-    add_polynomial_, add_polynomial_slope_, constant, indicator, power, shifted_probability, times_floored_slope_,
+    add_polynomial_, add_polynomial_slope_, constant, finish_chunk, indicator, power, shifted_probability, times_floored_slope_,
     times_sigmoid_slope_, trim, workspace,
 )
 from ._compiled import FusedKernel, asymmetric, fused_gamma, padded, scalars
@@ -153,12 +153,4 @@ class RobustAsymmetricLoss(MultiLabelLoss):
             if mask is not None:
                 grad_out.mul_(mask)
 
-        if wpos is not None:
-            log_p.mul_(wpos)
-        torch.lerp(r, log_p, y, out=r)
-        if loss_out is not None:
-            torch.neg(r, out=loss_out)
-            if mask is not None:
-                loss_out.mul_(mask)
-            return None
-        return (r.sum() if mask is None else torch.dot(r, mask)).neg_()
+        return finish_chunk(r, log_p, wpos, y, mask, loss_out)
