@@ -177,7 +177,7 @@ class Worker:
                     trial_id=-1,
                 )
                 trial_id = self.storage.create_new_trial(self.study_id, template)
-                number = self.storage.get_trial(trial_id).number
+                number = self.storage.get_trial_number_from_id(trial_id)
             # The first heartbeat makes a killed worker's trial detectable as stale (Optuna never
             # fails a RUNNING trial that has no heartbeat), so it is written before the lock opens.
             self.storage.record_heartbeat(trial_id)
