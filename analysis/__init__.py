@@ -13,6 +13,12 @@ from analysis.load import load_studies
 from analysis.results import Analysis, Comparison, Difference, Estimate, StudySummary
 
 __all__ = [
-    "analyse", "default_pairs", "load_studies",
-    "Analysis", "Comparison", "Difference", "Estimate", "StudySummary",
+    "analyse",
+    "default_pairs",
+    "load_studies",
+    "Analysis",
+    "Comparison",
+    "Difference",
+    "Estimate",
+    "StudySummary",
 ]

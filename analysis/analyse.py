@@ -11,9 +11,7 @@ not made by lossweep) give NaNs and messages, never a traceback.
 from __future__ import annotations
 
 import itertools
-import math
 import time
-from typing import Any
 
 import numpy as np
 import optuna
@@ -24,7 +22,7 @@ from analysis.expected_best import expected_best_curve
 from analysis.importance import param_importances
 from analysis.load import LoadedStudy, read_studies
 from analysis.marginals import GRID_PAIR, grid2d, marginals
-from analysis.results import Analysis, Comparison, Estimate, StudySummary
+from analysis.results import Analysis, Comparison, StudySummary
 from analysis.verdict import seed_command, write_verdict
 
 TIERS = ("head", "medium", "tail")
@@ -40,29 +38,37 @@ def _counts(part: pd.DataFrame) -> tuple[int, int, int, int]:
     """(complete, failed, diverged, interrupted); interrupted trials (a stopped worker) are not the loss's doing."""
     status = part["status"].astype(str)
     interrupted = (status == "failed") & (part["fail_reason"].astype(str) == "interrupted")
-    return (int((status == "complete").sum()), int(((status == "failed") & ~interrupted).sum()),
-            int((status == "diverged").sum()), int(interrupted.sum()))
+    return (
+        int((status == "complete").sum()),
+        int(((status == "failed") & ~interrupted).sum()),
+        int((status == "diverged").sum()),
+        int(interrupted.sum()),
+    )
 
 
-def summarise(
-    study: LoadedStudy, part: pd.DataFrame, *, n_boot: int, seed: int, messages: list[str]
-) -> StudySummary:
+def summarise(study: LoadedStudy, part: pd.DataFrame, *, n_boot: int, seed: int, messages: list[str]) -> StudySummary:
     """Dispersion, failure rates and tier spreads of one study's trials."""
     values = _values(part)
     n_complete, n_failed, n_diverged, n_interrupted = _counts(part)
     n_finished = n_complete + n_failed + n_diverged
     if n_interrupted:
-        messages.append(f"{study.name}: {n_interrupted} interrupted trial(s) (a stopped worker, retried) are not "
-                        "counted as failures")
+        messages.append(
+            f"{study.name}: {n_interrupted} interrupted trial(s) (a stopped worker, retried) are not "
+            "counted as failures"
+        )
     enough = n_complete >= stats.MIN_TRIALS
     if n_finished == 0:
         messages.append(f"{study.name}: no finished trials yet; its spread cannot be measured")
     elif n_complete == 0:
-        messages.append(f"{study.name}: no complete trials ({n_finished} finished, all failed or diverged); "
-                        "its spread cannot be measured")
+        messages.append(
+            f"{study.name}: no complete trials ({n_finished} finished, all failed or diverged); "
+            "its spread cannot be measured"
+        )
     elif not enough:
-        messages.append(f"{study.name}: only {n_complete} complete trial(s) (at least {stats.MIN_TRIALS} needed); "
-                        "its numbers are shown but too few to rely on")
+        messages.append(
+            f"{study.name}: only {n_complete} complete trial(s) (at least {stats.MIN_TRIALS} needed); "
+            "its numbers are shown but too few to rely on"
+        )
     if values.size >= 2 and np.ptp(values) == 0:
         messages.append(f"{study.name}: every complete trial has the same mAP ({values[0]:.4f}); spread is zero")
     tier_std = {}
@@ -124,6 +130,7 @@ def _seed_noise(
 
 def default_pairs(summaries: dict[str, StudySummary]) -> list[tuple[str, str]]:
     """Every pair of studies with the same space mode and different losses; ASL is ``a``, RAL is ``b``."""
+
     def rank(s: StudySummary) -> int:  # a before b: ASL first, RAL last, others between
         return {"asl": 0, "ral": 2}.get(s.loss, 1)
 
@@ -138,8 +145,16 @@ def default_pairs(summaries: dict[str, StudySummary]) -> list[tuple[str, str]]:
 
 
 def compare(
-    a: StudySummary, b: StudySummary, va: np.ndarray, vb: np.ndarray, settings_a: dict, settings_b: dict,
-    *, n_boot: int, seed: int, check_settings: bool = True,
+    a: StudySummary,
+    b: StudySummary,
+    va: np.ndarray,
+    vb: np.ndarray,
+    settings_a: dict,
+    settings_b: dict,
+    *,
+    n_boot: int,
+    seed: int,
+    check_settings: bool = True,
 ) -> Comparison:
     """Study ``b`` against study ``a``: spread ratio, equal-spread test, superiority, differences, verdict."""
     ratio = stats.std_ratio(va, vb, n_boot=n_boot, seed=seed)
@@ -150,9 +165,17 @@ def compare(
     diffs = fairness.differences(settings_a, settings_b, a.n_trials, b.n_trials) if check_settings else []
     verdict = write_verdict(a, b, ratio, bf_p, superiority, mean_diff, diffs)
     return Comparison(
-        a=a.name, b=b.name, std_ratio=ratio, brown_forsythe_stat=bf_stat, brown_forsythe_p=bf_p,
-        p_b_beats_a=superiority, mean_diff=mean_diff, best_diff=best_diff, fair=not diffs,
-        differences=diffs, verdict=verdict,
+        a=a.name,
+        b=b.name,
+        std_ratio=ratio,
+        brown_forsythe_stat=bf_stat,
+        brown_forsythe_p=bf_p,
+        p_b_beats_a=superiority,
+        mean_diff=mean_diff,
+        best_diff=best_diff,
+        fair=not diffs,
+        differences=diffs,
+        verdict=verdict,
     )
 
 
@@ -191,8 +214,9 @@ def analyse(
     by_study = {name: frame[frame["study"] == name] for name in loaded}
 
     t = time.perf_counter()
-    summaries = {name: summarise(s, by_study[name], n_boot=n_boot, seed=seed, messages=messages)
-                 for name, s in loaded.items()}
+    summaries = {
+        name: summarise(s, by_study[name], n_boot=n_boot, seed=seed, messages=messages) for name, s in loaded.items()
+    }
     for name, summary in summaries.items():
         if summary.space_mode == SEEDS_MODE:
             summary.seed_floor_std = summary.stats["std"].value
@@ -211,11 +235,15 @@ def analyse(
     if pairs is None:
         pairs = default_pairs(summaries)
         if len(loaded) == 1:
-            messages.append(f"only one study ({next(iter(loaded))}): nothing to compare it with; run a second loss, "
-                            "e.g. `python -m study.run --loss asl`")
+            messages.append(
+                f"only one study ({next(iter(loaded))}): nothing to compare it with; run a second loss, "
+                "e.g. `python -m study.run --loss asl`"
+            )
         elif not pairs:
-            messages.append("no two studies share a space mode with different losses: no default comparison "
-                            "(pass pairs=[(a, b)] to compare others)")
+            messages.append(
+                "no two studies share a space mode with different losses: no default comparison "
+                "(pass pairs=[(a, b)] to compare others)"
+            )
     else:
         unknown = sorted({n for p in pairs for n in p} - set(loaded))
         if unknown:
@@ -224,11 +252,21 @@ def analyse(
     for name_a, name_b in pairs:
         a, b = summaries[name_a], summaries[name_b]
         lossweep_made = "lossweep" in loaded[name_a].settings and "lossweep" in loaded[name_b].settings
-        comp = compare(a, b, _values(by_study[name_a]), _values(by_study[name_b]), loaded[name_a].settings,
-                       loaded[name_b].settings, n_boot=n_boot, seed=seed, check_settings=True)
+        comp = compare(
+            a,
+            b,
+            _values(by_study[name_a]),
+            _values(by_study[name_b]),
+            loaded[name_a].settings,
+            loaded[name_b].settings,
+            n_boot=n_boot,
+            seed=seed,
+            check_settings=True,
+        )
         if not lossweep_made:
-            messages.append(f"{name_a} vs {name_b}: a study not made by lossweep cannot be checked for fairness; "
-                            "treated as unfair")
+            messages.append(
+                f"{name_a} vs {name_b}: a study not made by lossweep cannot be checked for fairness; treated as unfair"
+            )
         if not comp.fair:
             messages.append(f"{name_a} vs {name_b}: unfair comparison ({fairness.describe(comp.differences)})")
         comparisons.append(comp)
@@ -239,8 +277,11 @@ def analyse(
     for name in loaded:
         curve = expected_best_curve(_values(by_study[name]), n_boot=n_boot, seed=seed)
         curves.append(curve.assign(study=name))
-    expected = pd.concat(curves, ignore_index=True)[["study", "n", "mean", "low", "high"]] if curves else pd.DataFrame(
-        columns=["study", "n", "mean", "low", "high"])
+    expected = (
+        pd.concat(curves, ignore_index=True)[["study", "n", "mean", "low", "high"]]
+        if curves
+        else pd.DataFrame(columns=["study", "n", "mean", "low", "high"])
+    )
     timings["expected_best"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -251,25 +292,35 @@ def analyse(
         part = by_study[name]
         done = part[part["status"] == "complete"]
         pcols = [c for c in done.columns if c.startswith("param_") and done[c].notna().any()]
-        params = done[pcols].rename(columns=lambda c: c[len("param_"):])
+        params = done[pcols].rename(columns=lambda c: c[len("param_") :])
         config = study.settings.get("config") if isinstance(study.settings.get("config"), dict) else {}
         frame_imp = param_importances(
-            name, params, done["value"].to_numpy(float), study.distributions, sampler=config.get("sampler"),
-            n_resamples=importance_resamples, max_trials=max_importance_trials, seed=seed, messages=messages,
+            name,
+            params,
+            done["value"].to_numpy(float),
+            study.distributions,
+            sampler=config.get("sampler"),
+            n_resamples=importance_resamples,
+            max_trials=max_importance_trials,
+            seed=seed,
+            messages=messages,
         )
         if not frame_imp.empty:
             importance_frames.append(frame_imp)
-    importances = (pd.concat(importance_frames, ignore_index=True) if importance_frames
-                   else pd.DataFrame(columns=["study", "param", "method", "mean", "low", "high", "spread", "n_trials"]))
+    importances = (
+        pd.concat(importance_frames, ignore_index=True)
+        if importance_frames
+        else pd.DataFrame(columns=["study", "param", "method", "mean", "low", "high", "spread", "n_trials"])
+    )
     timings["importances"] = time.perf_counter() - t
 
     t = time.perf_counter()
     swept = [n for n in loaded if loaded[n].space_mode != SEEDS_MODE]
     complete = frame[(frame["status"] == "complete") & frame["study"].isin(swept)]
     log = {p: bool(getattr(d, "log", False)) for s in loaded.values() for p, d in s.distributions.items()}
-    param_names = list(dict.fromkeys(
-        c[len("param_"):] for c in frame.columns if c.startswith("param_") and complete[c].notna().any()
-    ))
+    param_names = list(
+        dict.fromkeys(c[len("param_") :] for c in frame.columns if c.startswith("param_") and complete[c].notna().any())
+    )
     marg = marginals(complete, param_names, log)
     grid = grid2d(complete, *GRID_PAIR, log=log)
     timings["marginals"] = time.perf_counter() - t

@@ -89,13 +89,16 @@ def differences(
     for key in sorted(set(flat_a) | set(flat_b)):
         va, vb = flat_a.get(key), flat_b.get(key)
         if va != vb:
-            out.append(Difference(key, list(va) if isinstance(va, tuple) else va, list(vb) if isinstance(vb, tuple) else vb))
+            out.append(
+                Difference(key, list(va) if isinstance(va, tuple) else va, list(vb) if isinstance(vb, tuple) else vb)
+            )
     out.extend(_shared_ranges(settings_a, settings_b))
     return out
 
 
 def describe(diffs: list[Difference], limit: int = 6) -> str:
     """'data_fingerprint (ab12… vs cd34…), n_trials (200 vs 100)' for a verdict."""
+
     def short(v: Any) -> str:
         text = str(v)
         return text if len(text) <= 24 else text[:21] + "…"

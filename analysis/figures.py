@@ -13,7 +13,7 @@ import contextlib
 import io
 import os
 import warnings
-from typing import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import matplotlib
 import matplotlib.ticker
@@ -28,8 +28,19 @@ import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 __all__ = [
-    "NotEnoughData", "style", "palette", "to_png", "distributions", "ecdf", "expected_best", "importances",
-    "marginals", "binned_map", "failure_map", "tier_spread", "STATUS_STYLE",
+    "NotEnoughData",
+    "style",
+    "palette",
+    "to_png",
+    "distributions",
+    "ecdf",
+    "expected_best",
+    "importances",
+    "marginals",
+    "binned_map",
+    "failure_map",
+    "tier_spread",
+    "STATUS_STYLE",
 ]
 
 # Largest number of points drawn per study in strip/scatter plots: beyond it the points are a random
@@ -50,8 +61,16 @@ class NotEnoughData(ValueError):
 def _rc() -> dict:
     rc = dict(sns.axes_style("whitegrid"))
     rc.update(sns.plotting_context("notebook", font_scale=0.85))
-    rc.update({"figure.dpi": 96, "savefig.dpi": 96, "axes.titleweight": "bold", "legend.frameon": False,
-               "svg.fonttype": "none", "font.family": "DejaVu Sans"})
+    rc.update(
+        {
+            "figure.dpi": 96,
+            "savefig.dpi": 96,
+            "axes.titleweight": "bold",
+            "legend.frameon": False,
+            "svg.fonttype": "none",
+            "font.family": "DejaVu Sans",
+        }
+    )
     return rc
 
 
@@ -110,11 +129,33 @@ def distributions(trials: pd.DataFrame, order: Sequence[str] | None = None) -> F
         spread = done.groupby("study")["value"].nunique()
         violins = done[done["study"].isin(spread[spread >= 2].index)]
         if not violins.empty:
-            sns.violinplot(data=violins, x="study", y="value", hue="study", order=studies, hue_order=studies,
-                           palette=colors, cut=0, inner="quart", linewidth=1, saturation=0.6, legend=False,
-                           ax=ax, density_norm="width")
-        sns.stripplot(data=_subsample(done, "study"), x="study", y="value", order=studies, color="0.15",
-                      size=2.5, alpha=0.45, jitter=0.18, ax=ax)
+            sns.violinplot(
+                data=violins,
+                x="study",
+                y="value",
+                hue="study",
+                order=studies,
+                hue_order=studies,
+                palette=colors,
+                cut=0,
+                inner="quart",
+                linewidth=1,
+                saturation=0.6,
+                legend=False,
+                ax=ax,
+                density_norm="width",
+            )
+        sns.stripplot(
+            data=_subsample(done, "study"),
+            x="study",
+            y="value",
+            order=studies,
+            color="0.15",
+            size=2.5,
+            alpha=0.45,
+            jitter=0.18,
+            ax=ax,
+        )
         ax.set_xlabel("")
         ax.set_ylabel("validation mAP")
         ax.set_xticks(range(len(studies)), [f"{s}\n(n={int((done['study'] == s).sum())})" for s in studies])
@@ -130,8 +171,7 @@ def ecdf(trials: pd.DataFrame, order: Sequence[str] | None = None) -> Figure:
     with style():
         fig = Figure(figsize=(6.5, 4.0), layout="constrained")
         ax = fig.subplots()
-        sns.ecdfplot(data=done, x="value", hue="study", hue_order=studies, palette=palette(studies), ax=ax,
-                     linewidth=2)
+        sns.ecdfplot(data=done, x="value", hue="study", hue_order=studies, palette=palette(studies), ax=ax, linewidth=2)
         ax.set_xlabel("validation mAP")
         ax.set_ylabel("share of trials with mAP ≤ x")
     return fig
@@ -163,8 +203,9 @@ def expected_best(frame: pd.DataFrame, order: Sequence[str] | None = None) -> Fi
 def importances(frame: pd.DataFrame, order: Sequence[str] | None = None) -> Figure:
     """Per-hyperparameter importance, one panel per method, bars per study with their intervals."""
     if frame is None or frame.empty or not np.isfinite(pd.to_numeric(frame["mean"], errors="coerce")).any():
-        raise NotEnoughData("no importances were computed (they need several complete trials and at least "
-                            "one swept hyperparameter).")
+        raise NotEnoughData(
+            "no importances were computed (they need several complete trials and at least one swept hyperparameter)."
+        )
     frame = frame[np.isfinite(pd.to_numeric(frame["mean"], errors="coerce"))]
     studies = _studies(frame, order)
     colors = palette(studies)
@@ -172,8 +213,10 @@ def importances(frame: pd.DataFrame, order: Sequence[str] | None = None) -> Figu
     params = frame.groupby("param")["mean"].max().sort_values().index.tolist()
     height = 0.8 / max(len(studies), 1)
     with style():
-        fig = Figure(figsize=(4.2 * len(methods) + 1.0, 0.45 * len(params) * max(1, len(studies) * 0.6) + 1.6),
-                     layout="constrained")
+        fig = Figure(
+            figsize=(4.2 * len(methods) + 1.0, 0.45 * len(params) * max(1, len(studies) * 0.6) + 1.6),
+            layout="constrained",
+        )
         axes = np.atleast_1d(fig.subplots(1, len(methods), sharey=True))
         for ax, method in zip(axes, methods):
             for i, name in enumerate(studies):
@@ -186,8 +229,15 @@ def importances(frame: pd.DataFrame, order: Sequence[str] | None = None) -> Figu
                     low, high = part["low"].to_numpy(float), part["high"].to_numpy(float)
                     err = np.vstack([np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)])
                     err = np.where(np.isfinite(err), err, 0.0)
-                ax.barh(y, np.nan_to_num(mean), height=height, color=colors[name], label=name,
-                        xerr=err, error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "0.2"})
+                ax.barh(
+                    y,
+                    np.nan_to_num(mean),
+                    height=height,
+                    color=colors[name],
+                    label=name,
+                    xerr=err,
+                    error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "0.2"},
+                )
             ax.set_yticks(range(len(params)), params)
             ax.set_title(method)
             ax.set_xlabel("importance (share of variance)")
@@ -219,19 +269,19 @@ def marginals(
         axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
         for ax, param in zip(axes, params):
             for name in studies:
-                part = frame[(frame["param"] == param) & (frame["study"].astype(str) == name)].sort_values(
-                    "bin_center")
+                part = frame[(frame["param"] == param) & (frame["study"].astype(str) == name)].sort_values("bin_center")
                 if part.empty:
                     continue
                 ax.plot(part["bin_center"], part["mean"], marker="o", markersize=3, color=colors[name], label=name)
                 if {"low", "high"} <= set(part):
-                    ax.fill_between(part["bin_center"], part["low"], part["high"], color=colors[name], alpha=0.2,
-                                    linewidth=0)
+                    ax.fill_between(
+                        part["bin_center"], part["low"], part["high"], color=colors[name], alpha=0.2, linewidth=0
+                    )
             ax.set_title(param)
             ax.set_xlabel(param)
             if param in log_params and (frame.loc[frame["param"] == param, "bin_center"] > 0).all():
                 ax.set_xscale("log")
-        for ax in axes[len(params):]:
+        for ax in axes[len(params) :]:
             ax.set_visible(False)
         axes[0].set_ylabel("mean validation mAP")
         legend = {}
@@ -274,12 +324,23 @@ def binned_map(
         fig = Figure(figsize=(4.4 * len(studies) + 1.2, 4.2), layout="constrained")
         axes = np.atleast_1d(fig.subplots(1, len(studies), sharey=True, squeeze=False)).ravel()
         for i, (ax, name) in enumerate(zip(axes, studies)):
-            grid = frame[frame["study"].astype(str) == name].pivot_table(index=y, columns=x, values=value,
-                                                                           aggfunc="mean")
+            grid = frame[frame["study"].astype(str) == name].pivot_table(
+                index=y, columns=x, values=value, aggfunc="mean"
+            )
             grid = grid.reindex(index=ys[::-1], columns=xs)
-            sns.heatmap(grid, ax=ax, vmin=vmin, vmax=vmax, cmap="viridis", cbar=i == len(studies) - 1,
-                        cbar_kws={"label": "mean validation mAP"}, linewidths=0.3, linecolor="white",
-                        xticklabels=[label(v) for v in xs], yticklabels=[label(v) for v in ys[::-1]])
+            sns.heatmap(
+                grid,
+                ax=ax,
+                vmin=vmin,
+                vmax=vmax,
+                cmap="viridis",
+                cbar=i == len(studies) - 1,
+                cbar_kws={"label": "mean validation mAP"},
+                linewidths=0.3,
+                linecolor="white",
+                xticklabels=[label(v) for v in xs],
+                yticklabels=[label(v) for v in ys[::-1]],
+            )
             ax.set_title(name)
             ax.set_xlabel(x)
             ax.set_ylabel(y if i == 0 else "")
@@ -313,8 +374,10 @@ def failure_map(
         if cx not in trials or cy not in trials:
             continue
         part = trials[trials["study"] == name]
-        part = part[np.isfinite(pd.to_numeric(part[cx], errors="coerce"))
-                    & np.isfinite(pd.to_numeric(part[cy], errors="coerce"))]
+        part = part[
+            np.isfinite(pd.to_numeric(part[cx], errors="coerce"))
+            & np.isfinite(pd.to_numeric(part[cy], errors="coerce"))
+        ]
         if not part.empty:
             panels.append((name, x, y, part))
     if not panels:
@@ -329,8 +392,13 @@ def failure_map(
                     points = _subsample(points, "study")
                 if points.empty:
                     continue
-                ax.scatter(points[f"param_{x}"], points[f"param_{y}"], linewidths=0,
-                           label=f"{status} ({int((part['status'] == status).sum()):,})", **kw)
+                ax.scatter(
+                    points[f"param_{x}"],
+                    points[f"param_{y}"],
+                    linewidths=0,
+                    label=f"{status} ({int((part['status'] == status).sum()):,})",
+                    **kw,
+                )
             ax.set_title(name)
             ax.set_xlabel(x)
             ax.set_ylabel(y)
@@ -364,9 +432,18 @@ def tier_spread(trials: pd.DataFrame, order: Sequence[str] | None = None, split:
         with warnings.catch_warnings():
             # seaborn 0.13 passes boxplot's deprecated ``vert``; nothing the caller can act on.
             warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
-            sns.boxplot(data=long, x="study", y="mAP", hue="tier", order=studies,
-                        hue_order=[t for t in TIERS if t in set(long["tier"])], palette="crest", ax=ax,
-                        fliersize=2, linewidth=1)
+            sns.boxplot(
+                data=long,
+                x="study",
+                y="mAP",
+                hue="tier",
+                order=studies,
+                hue_order=[t for t in TIERS if t in set(long["tier"])],
+                palette="crest",
+                ax=ax,
+                fliersize=2,
+                linewidth=1,
+            )
         ax.set_xlabel("")
         ax.set_ylabel(f"{'validation' if split == 'val' else split} mAP")
         ax.legend(title="class tier", loc="best")

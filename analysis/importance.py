@@ -75,8 +75,9 @@ class _GivenTrials(optuna.Study):
         trials = [t for t in self._given if states is None or t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
 
-    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
-                    use_cache: bool = False) -> list[FrozenTrial]:
+    def _get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None, use_cache: bool = False
+    ) -> list[FrozenTrial]:
         return self.get_trials(deepcopy=deepcopy, states=states)
 
 
@@ -90,9 +91,22 @@ def _trials(params: pd.DataFrame, values: np.ndarray, distributions: dict[str, B
     out = []
     for i, (row, value) in enumerate(zip(params.to_numpy(object), values)):
         p = {n: (v if isinstance(dists[n], CategoricalDistribution) else float(v)) for n, v in zip(names, row)}
-        out.append(FrozenTrial(number=i, trial_id=i, state=TrialState.COMPLETE, value=float(value), values=None,
-                               datetime_start=_EPOCH, datetime_complete=_EPOCH, params=p, distributions=dists,
-                               user_attrs={}, system_attrs={}, intermediate_values={}))
+        out.append(
+            FrozenTrial(
+                number=i,
+                trial_id=i,
+                state=TrialState.COMPLETE,
+                value=float(value),
+                values=None,
+                datetime_start=_EPOCH,
+                datetime_complete=_EPOCH,
+                params=p,
+                distributions=dists,
+                user_attrs={},
+                system_attrs={},
+                intermediate_values={},
+            )
+        )
     return out
 
 
@@ -105,7 +119,8 @@ def _evaluate(study: optuna.Study, evaluator, names: list[str]) -> np.ndarray:
 
 def _swept(params: pd.DataFrame, distributions: dict[str, BaseDistribution]) -> list[str]:
     return [
-        c for c in params.columns
+        c
+        for c in params.columns
         if c in distributions and not distributions[c].single() and params[c].nunique(dropna=True) > 1
     ]
 
@@ -157,10 +172,16 @@ def param_importances(
 
     trials = _trials(params, values, distributions)
     base = _GivenTrials(trials)
-    fanova_points = np.array([
-        _evaluate(base, optuna.importance.FanovaImportanceEvaluator(n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH, seed=s), names)
-        for s in range(seed, seed + FANOVA_SEEDS)
-    ])
+    fanova_points = np.array(
+        [
+            _evaluate(
+                base,
+                optuna.importance.FanovaImportanceEvaluator(n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH, seed=s),
+                names,
+            )
+            for s in range(seed, seed + FANOVA_SEEDS)
+        ]
+    )
     ped_point = _evaluate(base, optuna.importance.PedAnovaImportanceEvaluator(), names)
 
     fanova_boot, ped_boot = [], []
@@ -170,11 +191,15 @@ def param_importances(
         if np.ptp(values[idx]) == 0:
             continue
         resampled = _GivenTrials([trials[i] for i in idx])
-        fanova_boot.append(_evaluate(
-            resampled,
-            optuna.importance.FanovaImportanceEvaluator(n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH, seed=seed + 1000 + r),
-            names,
-        ))
+        fanova_boot.append(
+            _evaluate(
+                resampled,
+                optuna.importance.FanovaImportanceEvaluator(
+                    n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH, seed=seed + 1000 + r
+                ),
+                names,
+            )
+        )
         ped_boot.append(_evaluate(resampled, optuna.importance.PedAnovaImportanceEvaluator(), names))
 
     def interval(boot: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -93,30 +93,48 @@ def _bulk_trials(store: optuna.storages.BaseStorage, study_ids: list[int]) -> di
         by_id: dict[int, _Trial] = {}
         with engine.connect() as conn:
             in_studies = trials_t.c.study_id.in_(study_ids)
-            for row in conn.execute(sa.select(
-                trials_t.c.trial_id, trials_t.c.study_id, trials_t.c.number, trials_t.c.state,
-                trials_t.c.datetime_start, trials_t.c.datetime_complete,
-            ).where(in_studies).order_by(trials_t.c.study_id, trials_t.c.number)):
+            for row in conn.execute(
+                sa.select(
+                    trials_t.c.trial_id,
+                    trials_t.c.study_id,
+                    trials_t.c.number,
+                    trials_t.c.state,
+                    trials_t.c.datetime_start,
+                    trials_t.c.datetime_complete,
+                )
+                .where(in_studies)
+                .order_by(trials_t.c.study_id, trials_t.c.number)
+            ):
                 state = row.state if isinstance(row.state, TrialState) else TrialState[str(row.state)]
-                trial = _Trial(row.number, state, None, datetime_start=row.datetime_start,
-                               datetime_complete=row.datetime_complete)
+                trial = _Trial(
+                    row.number, state, None, datetime_start=row.datetime_start, datetime_complete=row.datetime_complete
+                )
                 by_id[row.trial_id] = trial
                 out[row.study_id].append(trial)
             ids = sa.select(trials_t.c.trial_id).where(in_studies).scalar_subquery()
-            for row in conn.execute(sa.select(values_t.c.trial_id, values_t.c.value, values_t.c.value_type)
-                                    .where(values_t.c.trial_id.in_(ids), values_t.c.objective == 0)):
+            for row in conn.execute(
+                sa.select(values_t.c.trial_id, values_t.c.value, values_t.c.value_type).where(
+                    values_t.c.trial_id.in_(ids), values_t.c.objective == 0
+                )
+            ):
                 by_id[row.trial_id].value = models.TrialValueModel.stored_repr_to_value(row.value, row.value_type)
             dist_cache: dict[str, BaseDistribution] = {}
-            for row in conn.execute(sa.select(params_t.c.trial_id, params_t.c.param_name, params_t.c.param_value,
-                                              params_t.c.distribution_json).where(params_t.c.trial_id.in_(ids))):
+            for row in conn.execute(
+                sa.select(
+                    params_t.c.trial_id, params_t.c.param_name, params_t.c.param_value, params_t.c.distribution_json
+                ).where(params_t.c.trial_id.in_(ids))
+            ):
                 dist = dist_cache.get(row.distribution_json)
                 if dist is None:
                     dist = dist_cache[row.distribution_json] = json_to_distribution(row.distribution_json)
                 trial = by_id[row.trial_id]
                 trial.params[row.param_name] = dist.to_external_repr(row.param_value)
                 trial.distributions[row.param_name] = dist
-            for row in conn.execute(sa.select(attrs_t.c.trial_id, attrs_t.c.key, attrs_t.c.value_json)
-                                    .where(attrs_t.c.trial_id.in_(ids), attrs_t.c.key.not_in(_LIST_ATTRS))):
+            for row in conn.execute(
+                sa.select(attrs_t.c.trial_id, attrs_t.c.key, attrs_t.c.value_json).where(
+                    attrs_t.c.trial_id.in_(ids), attrs_t.c.key.not_in(_LIST_ATTRS)
+                )
+            ):
                 by_id[row.trial_id].user_attrs[row.key] = json.loads(row.value_json)
         return out
     except Exception:  # an Optuna whose schema or models differ: the public API still works
@@ -234,7 +252,9 @@ def read_studies(
                 f"study {name!r} minimises its objective; lossweep's statistics treat higher values as better "
                 "(best = maximum), so read its best and expected-best values accordingly"
             )
-        trials = bulk_read[fs._study_id] if bulk_read is not None else store.get_all_trials(fs._study_id, deepcopy=False)
+        trials = (
+            bulk_read[fs._study_id] if bulk_read is not None else store.get_all_trials(fs._study_id, deepcopy=False)
+        )
         for trial in trials:
             if not trial.state.is_finished():
                 study.n_unfinished += 1
@@ -300,6 +320,7 @@ def load_studies(
 
 def dumps(value: Any) -> str:
     """JSON text for a cell of the tidy frame (lists), NaN written as null."""
+
     def fix(v):
         if isinstance(v, float) and not math.isfinite(v):
             return None

@@ -106,9 +106,16 @@ class Analysis:
         """One row per study and statistic: study, loss, space_mode, stat, value, low, high, and counts."""
         rows = []
         for s in self.summaries.values():
-            base = {"study": s.name, "loss": s.loss, "space_mode": s.space_mode, "n_trials": s.n_trials,
-                    "n_complete": s.n_complete, "n_failed": s.n_failed, "n_diverged": s.n_diverged,
-                    "enough": s.enough}
+            base = {
+                "study": s.name,
+                "loss": s.loss,
+                "space_mode": s.space_mode,
+                "n_trials": s.n_trials,
+                "n_complete": s.n_complete,
+                "n_failed": s.n_failed,
+                "n_diverged": s.n_diverged,
+                "enough": s.enough,
+            }
             named = [(k, e) for k, e in s.stats.items()]
             named += [("failure_rate", s.failure_rate), ("divergence_rate", s.divergence_rate)]
             named += [(f"std_mAP_{tier}", e) for tier, e in s.tier_std.items()]
@@ -127,22 +134,30 @@ class Analysis:
             for name in ("std_ratio", "p_b_beats_a", "mean_diff", "best_diff"):
                 e = getattr(c, name)
                 row.update({name: e.value, f"{name}_low": e.low, f"{name}_high": e.high})
-            row.update({"brown_forsythe_stat": c.brown_forsythe_stat, "brown_forsythe_p": c.brown_forsythe_p,
-                        "fair": c.fair, "differences": "; ".join(d.setting for d in c.differences),
-                        "verdict": c.verdict})
+            row.update(
+                {
+                    "brown_forsythe_stat": c.brown_forsythe_stat,
+                    "brown_forsythe_p": c.brown_forsythe_p,
+                    "fair": c.fair,
+                    "differences": "; ".join(d.setting for d in c.differences),
+                    "verdict": c.verdict,
+                }
+            )
             rows.append(row)
         return pd.DataFrame(rows)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the frames, JSON-ready (NaN as null)."""
-        return _jsonable({
-            "storage": self.storage,
-            "summaries": {k: asdict(v) for k, v in self.summaries.items()},
-            "comparisons": [asdict(c) for c in self.comparisons],
-            "settings": self.settings,
-            "messages": self.messages,
-            "timings": self.timings,
-        })
+        return _jsonable(
+            {
+                "storage": self.storage,
+                "summaries": {k: asdict(v) for k, v in self.summaries.items()},
+                "comparisons": [asdict(c) for c in self.comparisons],
+                "settings": self.settings,
+                "messages": self.messages,
+                "timings": self.timings,
+            }
+        )
 
     def write(self, directory: str | Path) -> list[Path]:
         """Write every result beside a report: CSV frames and one ``analysis.json``; returns the paths.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.stats
@@ -32,9 +32,7 @@ def _dispersion_vector(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """All dispersion statistics of ``x`` along ``axis`` at once (vectorised for the bootstrap)."""
     q10, q25, q75 = np.percentile(x, [10, 25, 75], axis=axis)
     mx = np.max(x, axis=axis)
-    return np.stack(
-        [np.mean(x, axis=axis), np.std(x, axis=axis, ddof=1), q75 - q25, q10, np.min(x, axis=axis), mx, mx]
-    )
+    return np.stack([np.mean(x, axis=axis), np.std(x, axis=axis, ddof=1), q75 - q25, q10, np.min(x, axis=axis), mx, mx])
 
 
 def _clean(x: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -70,8 +68,16 @@ def bootstrap_ci(
         warnings.simplefilter("ignore")  # DegenerateDataWarning / RuntimeWarning: handled below
         try:
             res = scipy.stats.bootstrap(
-                samples, statistic, n_resamples=n_boot, batch=batch, vectorized=True, paired=False,
-                axis=-1, confidence_level=CONFIDENCE, method=method, rng=rng,
+                samples,
+                statistic,
+                n_resamples=n_boot,
+                batch=batch,
+                vectorized=True,
+                paired=False,
+                axis=-1,
+                confidence_level=CONFIDENCE,
+                method=method,
+                rng=rng,
             )
         except ValueError:  # e.g. BCa on a sample scipy cannot jackknife
             if method == "percentile":

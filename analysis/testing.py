@@ -26,14 +26,28 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 SPACES: dict[str, dict[str, tuple[float, float, bool]]] = {
     "asl": {"gamma_pos": (0.0, 4.0, False), "gamma_neg": (0.0, 8.0, False), "clip": (0.0, 0.2, False)},
-    "ral": {"gamma_pos": (0.0, 4.0, False), "gamma_neg": (0.0, 8.0, False), "clip": (0.0, 0.2, False),
-            "lam": (1.0, 2.0, False), "alpha_1": (0.0, 2.0, False), "alpha_2": (-2.0, 0.0, False)},
+    "ral": {
+        "gamma_pos": (0.0, 4.0, False),
+        "gamma_neg": (0.0, 8.0, False),
+        "clip": (0.0, 0.2, False),
+        "lam": (1.0, 2.0, False),
+        "alpha_1": (0.0, 2.0, False),
+        "alpha_2": (-2.0, 0.0, False),
+    },
     "focal": {"gamma": (0.0, 5.0, False)},
     "bce": {},
     "hill": {"lam": (1.0, 2.0, False), "margin": (0.0, 2.0, False), "gamma": (0.0, 4.0, False)},
 }
-DEFAULTS = {"gamma_pos": 1.0, "gamma_neg": 4.0, "clip": 0.05, "lam": 1.5, "alpha_1": 1.0, "alpha_2": -1.25,
-            "gamma": 2.0, "margin": 1.0}
+DEFAULTS = {
+    "gamma_pos": 1.0,
+    "gamma_neg": 4.0,
+    "clip": 0.05,
+    "lam": 1.5,
+    "alpha_1": 1.0,
+    "alpha_2": -1.25,
+    "gamma": 2.0,
+    "margin": 1.0,
+}
 N_CLASSES = 26
 # runners.result.SCALAR_METRICS, repeated because analysis may not import runners.
 SCALAR_METRICS = ("mAP", "mAUC", "mF1", "mAP_head", "mAP_medium", "mAP_tail")
@@ -66,21 +80,43 @@ def study_attrs(spec: StudySpec) -> dict[str, Any]:
         "lossweep": {"format": 1},
         "loss": spec.loss,
         "config": {
-            "loss": spec.loss, "n_trials": spec.n_trials, "sampler": spec.sampler, "seed": spec.seed,
-            "space_mode": spec.space_mode, "nuisance": False, "replicates": spec.replicates,
-            "trial": {"data": {"name": "synthetic", "num_classes": N_CLASSES, "seed": 0}, "backbone": "resnet18",
-                      "checkpoint": None, "protocol": "linear-probe",
-                      "train": {"epochs": 30, "lr": 1e-3, "weight_decay": 1e-4}, "device": "cpu"},
+            "loss": spec.loss,
+            "n_trials": spec.n_trials,
+            "sampler": spec.sampler,
+            "seed": spec.seed,
+            "space_mode": spec.space_mode,
+            "nuisance": False,
+            "replicates": spec.replicates,
+            "trial": {
+                "data": {"name": "synthetic", "num_classes": N_CLASSES, "seed": 0},
+                "backbone": "resnet18",
+                "checkpoint": None,
+                "protocol": "linear-probe",
+                "train": {"epochs": 30, "lr": 1e-3, "weight_decay": 1e-4},
+                "device": "cpu",
+            },
         },
-        "search_space": {"format": 1, "loss": spec.loss, "mode": spec.space_mode, "nuisance": False,
-                         "params": [{"name": k, "low": lo, "high": hi, "log": lg, "default": DEFAULTS[k]}
-                                    for k, (lo, hi, lg) in space.items()],
-                         "fixed": {}},
+        "search_space": {
+            "format": 1,
+            "loss": spec.loss,
+            "mode": spec.space_mode,
+            "nuisance": False,
+            "params": [
+                {"name": k, "low": lo, "high": hi, "log": lg, "default": DEFAULTS[k]}
+                for k, (lo, hi, lg) in space.items()
+            ],
+            "fixed": {},
+        },
         "data_fingerprint": "f" * 16,
         "class_names": [f"c{i}" for i in range(N_CLASSES)],
         "train_positives": [1000 // (i + 1) for i in range(N_CLASSES)],
-        "versions": {"lossweep": "0.1.0", "optuna": optuna.__version__, "torch": "2.5.1", "timm": "1.0.11",
-                     "python": "3.11.2"},
+        "versions": {
+            "lossweep": "0.1.0",
+            "optuna": optuna.__version__,
+            "torch": "2.5.1",
+            "timm": "1.0.11",
+            "python": "3.11.2",
+        },
     }
     attrs.update(spec.overrides)
     return attrs
@@ -110,8 +146,14 @@ def trial_user_attrs(
         for name in SCALAR_METRICS:
             attrs[f"{split}_{name}"] = metrics.get(name)
         attrs[f"{split}_per_class_ap"] = list(metrics.get("per_class_ap", []))
-    attrs |= {"seconds": seconds, "seeds": list(seeds), "replicate_values": list(replicate_values),
-              "fail_reason": fail_reason, "diverged_step": diverged_step, "diverged_value": diverged_value}
+    attrs |= {
+        "seconds": seconds,
+        "seeds": list(seeds),
+        "replicate_values": list(replicate_values),
+        "fail_reason": fail_reason,
+        "diverged_step": diverged_step,
+        "diverged_value": diverged_value,
+    }
     return attrs
 
 
@@ -137,27 +179,49 @@ def simulate_trials(spec: StudySpec, rng: np.random.Generator) -> list[optuna.tr
         else:
             params = {k: float(rng.uniform(lo, hi)) for k, (lo, hi, _) in space.items()}
         u = rng.uniform()
-        reps = [spec.base + spec.sensitivity * _surface(spec.loss, params) + rng.normal(0, spec.noise)
-                for _ in range(spec.replicates)]
+        reps = [
+            spec.base + spec.sensitivity * _surface(spec.loss, params) + rng.normal(0, spec.noise)
+            for _ in range(spec.replicates)
+        ]
         value = float(np.mean(reps))
-        tier = {f"mAP_{t}": value + d + rng.normal(0, spec.noise) for t, d in
-                (("head", 0.2), ("medium", 0.0), ("tail", -0.2))}
+        tier = {
+            f"mAP_{t}": value + d + rng.normal(0, spec.noise)
+            for t, d in (("head", 0.2), ("medium", 0.0), ("tail", -0.2))
+        }
         common = {"seconds": float(rng.uniform(1, 3)), "seeds": list(range(spec.replicates))}
         if u < spec.diverge_rate:
-            attrs = trial_user_attrs(number, "diverged", **common, fail_reason="non-finite loss at step 12",
-                                     diverged_step=12, diverged_value="nan")
+            attrs = trial_user_attrs(
+                number,
+                "diverged",
+                **common,
+                fail_reason="non-finite loss at step 12",
+                diverged_step=12,
+                diverged_value="nan",
+            )
             state, val = TrialState.FAIL, None
         elif u < spec.diverge_rate + spec.fail_rate:
             attrs = trial_user_attrs(number, "failed", **common, fail_reason="RuntimeError: CUDA out of memory")
             state, val = TrialState.FAIL, None
         else:
-            val_metrics = {"mAP": value, "mAUC": min(1.0, value + 0.3), "mF1": value * 0.8, **tier,
-                           "per_class_ap": [value] * N_CLASSES}
+            val_metrics = {
+                "mAP": value,
+                "mAUC": min(1.0, value + 0.3),
+                "mF1": value * 0.8,
+                **tier,
+                "per_class_ap": [value] * N_CLASSES,
+            }
             # The test split is simulated as the validation split a point lower (no extra random draws).
-            test_metrics = {k: [a - 0.01 for a in v] if k == "per_class_ap" else v - 0.01
-                            for k, v in val_metrics.items()}
-            attrs = trial_user_attrs(number, "complete", **common, val=val_metrics, test=test_metrics,
-                                     replicate_values=[float(r) for r in reps])
+            test_metrics = {
+                k: [a - 0.01 for a in v] if k == "per_class_ap" else v - 0.01 for k, v in val_metrics.items()
+            }
+            attrs = trial_user_attrs(
+                number,
+                "complete",
+                **common,
+                val=val_metrics,
+                test=test_metrics,
+                replicate_values=[float(r) for r in reps],
+            )
             state, val = TrialState.COMPLETE, value
         kwargs = {"value": val} if val is not None else {}
         trial = create_trial(state=state, params=params, distributions=dists, user_attrs=attrs, **kwargs)
@@ -184,36 +248,60 @@ def bulk_add_trials(storage: optuna.storages.RDBStorage, study_name: str, trials
     for t in trials:
         multi_objective = t.values is not None and len(t.values) != 1
         if not t.state.is_finished() or multi_objective or t.intermediate_values or t.system_attrs:
-            raise ValueError(f"bulk_add_trials writes finished single-objective trials without intermediate "
-                             f"values or system attributes; trial {t.number} is not one: use Study.add_trials")
+            raise ValueError(
+                f"bulk_add_trials writes finished single-objective trials without intermediate "
+                f"values or system attributes; trial {t.number} is not one: use Study.add_trials"
+            )
     if not trials:
         return
     study_id = storage.get_study_id_from_name(study_name)
     trials_t = models.TrialModel.__table__
     with storage.engine.begin() as conn:
-        first = conn.execute(sqlalchemy.select(sqlalchemy.func.count()).select_from(trials_t)
-                             .where(trials_t.c.study_id == study_id)).scalar_one()
-        conn.execute(trials_t.insert(), [
-            {"number": first + i, "study_id": study_id, "state": t.state,
-             "datetime_start": t.datetime_start, "datetime_complete": t.datetime_complete}
-            for i, t in enumerate(trials)
-        ])
+        first = conn.execute(
+            sqlalchemy.select(sqlalchemy.func.count()).select_from(trials_t).where(trials_t.c.study_id == study_id)
+        ).scalar_one()
+        conn.execute(
+            trials_t.insert(),
+            [
+                {
+                    "number": first + i,
+                    "study_id": study_id,
+                    "state": t.state,
+                    "datetime_start": t.datetime_start,
+                    "datetime_complete": t.datetime_complete,
+                }
+                for i, t in enumerate(trials)
+            ],
+        )
         # Read the new ids back by number (portable: no INSERT ... RETURNING needed).
-        ids = dict(conn.execute(sqlalchemy.select(trials_t.c.number, trials_t.c.trial_id)
-                                .where(trials_t.c.study_id == study_id, trials_t.c.number >= first)).all())
+        ids = dict(
+            conn.execute(
+                sqlalchemy.select(trials_t.c.number, trials_t.c.trial_id).where(
+                    trials_t.c.study_id == study_id, trials_t.c.number >= first
+                )
+            ).all()
+        )
         params, values, attrs = [], [], []
         for i, t in enumerate(trials):
             trial_id = ids[first + i]
             for name, dist in t.distributions.items():
-                params.append({"trial_id": trial_id, "param_name": name,
-                               "param_value": dist.to_internal_repr(t.params[name]),
-                               "distribution_json": distribution_to_json(dist)})
+                params.append(
+                    {
+                        "trial_id": trial_id,
+                        "param_name": name,
+                        "param_value": dist.to_internal_repr(t.params[name]),
+                        "distribution_json": distribution_to_json(dist),
+                    }
+                )
             if t.value is not None:
                 stored, kind = models.TrialValueModel.value_to_stored_repr(t.value)
                 values.append({"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind})
             attrs += [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in t.user_attrs.items()]
-        for model, rows in ((models.TrialParamModel, params), (models.TrialValueModel, values),
-                            (models.TrialUserAttributeModel, attrs)):
+        for model, rows in (
+            (models.TrialParamModel, params),
+            (models.TrialValueModel, values),
+            (models.TrialUserAttributeModel, attrs),
+        ):
             if rows:
                 conn.execute(model.__table__.insert(), rows)
 
@@ -243,5 +331,15 @@ def build_store(
         storage.engine.dispose()  # release the file before readers open it
 
 
-__all__ = ["StudySpec", "build_store", "bulk_add_trials", "simulate_trials", "study_attrs", "trial_user_attrs",
-           "SCALAR_METRICS", "SPACES", "DEFAULTS", "N_CLASSES"]
+__all__ = [
+    "StudySpec",
+    "build_store",
+    "bulk_add_trials",
+    "simulate_trials",
+    "study_attrs",
+    "trial_user_attrs",
+    "SCALAR_METRICS",
+    "SPACES",
+    "DEFAULTS",
+    "N_CLASSES",
+]

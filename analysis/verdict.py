@@ -81,19 +81,30 @@ def write_verdict(
     name_a, name_b = label(a, b), label(b, a)
     parts: list[str] = []
     if differences:
-        parts.append(f"Unfair comparison: the studies differ in {describe(differences)}; the numbers below mix "
-                     "the loss with those differences.")
+        parts.append(
+            f"Unfair comparison: the studies differ in {describe(differences)}; the numbers below mix "
+            "the loss with those differences."
+        )
     if not (a.enough and b.enough):
-        parts.append(f"Too few complete trials ({name_a} {a.n_complete}, {name_b} {b.n_complete}; at least "
-                     f"{MIN_TRIALS} each are needed): the numbers below are unreliable.")
-    counts = (f"{a.n_complete} complete trials each" if a.n_complete == b.n_complete
-              else f"{b.n_complete} complete {name_b} and {a.n_complete} complete {name_a} trials")
+        parts.append(
+            f"Too few complete trials ({name_a} {a.n_complete}, {name_b} {b.n_complete}; at least "
+            f"{MIN_TRIALS} each are needed): the numbers below are unreliable."
+        )
+    counts = (
+        f"{a.n_complete} complete trials each"
+        if a.n_complete == b.n_complete
+        else f"{b.n_complete} complete {name_b} and {a.n_complete} complete {name_a} trials"
+    )
     if math.isfinite(std_ratio.value):
-        parts.append(f"Across {counts}, {name_b}'s validation mAP varied {std_ratio.value:.2f}x as much as "
-                     f"{name_a}'s ({_ci(std_ratio, 2)}; Brown–Forsythe {_p(bf_p)}).")
+        parts.append(
+            f"Across {counts}, {name_b}'s validation mAP varied {std_ratio.value:.2f}x as much as "
+            f"{name_a}'s ({_ci(std_ratio, 2)}; Brown–Forsythe {_p(bf_p)})."
+        )
     else:
-        parts.append(f"Across {counts}, the ratio of {name_b}'s to {name_a}'s spread of validation mAP "
-                     "cannot be computed (a study has fewer than 2 complete trials or no spread at all).")
+        parts.append(
+            f"Across {counts}, the ratio of {name_b}'s to {name_a}'s spread of validation mAP "
+            "cannot be computed (a study has fewer than 2 complete trials or no spread at all)."
+        )
     if std_ratio.has_ci and std_ratio.high < 1:
         parts.append(f"{name_b} is less sensitive to its hyperparameters than {name_a} on this data.")
     elif std_ratio.has_ci and std_ratio.low > 1:
@@ -101,9 +112,11 @@ def write_verdict(
     else:
         parts.append("Their sensitivity to hyperparameters is not distinguishable on this data.")
     if math.isfinite(mean_diff.value):
-        parts.append(f"Mean mAP differed by {mean_diff.value:+.4f} ({name_b} − {name_a}; {_ci(mean_diff, 4)}) and a "
-                     f"random {name_b} trial beat a random {name_a} trial with probability "
-                     f"{_num(p_b_beats_a.value, 2)} ({_ci(p_b_beats_a, 2)}).")
+        parts.append(
+            f"Mean mAP differed by {mean_diff.value:+.4f} ({name_b} − {name_a}; {_ci(mean_diff, 4)}) and a "
+            f"random {name_b} trial beat a random {name_a} trial with probability "
+            f"{_num(p_b_beats_a.value, 2)} ({_ci(p_b_beats_a, 2)})."
+        )
     parts.append(_seed_sentence(b, name_b) + "; " + _seed_sentence(a, name_a) + ".")
     parts.append(_failure_sentence(b, name_b) + "; " + _failure_sentence(a, name_a) + ".")
     return " ".join(parts)

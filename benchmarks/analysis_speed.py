@@ -23,10 +23,13 @@ from analysis.testing import StudySpec, build_store
 
 def _store(folder: Path, n: int) -> str:
     url = f"sqlite:///{folder / f'bench-{n}.db'}"
-    build_store(url, [
-        StudySpec("asl-matched", "asl", n, sensitivity=0.08, fail_rate=0.02, diverge_rate=0.03),
-        StudySpec("ral-matched", "ral", n, sensitivity=0.03, diverge_rate=0.05),
-    ])
+    build_store(
+        url,
+        [
+            StudySpec("asl-matched", "asl", n, sensitivity=0.08, fail_rate=0.02, diverge_rate=0.03),
+            StudySpec("ral-matched", "ral", n, sensitivity=0.03, diverge_rate=0.05),
+        ],
+    )
     return url
 
 
@@ -56,11 +59,15 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((n, statistics.median(bulk), statistics.median(api), timing))
     steps = list(rows[0][3])
     print(f"analysis speed (2 studies x N trials, n_boot={args.n_boot}; seconds, median of {args.repeats})")
-    print(f"{'N':>6} | {'load bulk':>9} | {'get_all_trials':>14} | {'ratio':>6} | "
-          + " | ".join(f"{s:>13}" for s in steps))
+    print(
+        f"{'N':>6} | {'load bulk':>9} | {'get_all_trials':>14} | {'ratio':>6} | "
+        + " | ".join(f"{s:>13}" for s in steps)
+    )
     for n, bulk, api, timing in rows:
-        print(f"{n:>6} | {bulk:>9.2f} | {api:>14.2f} | {api / bulk:>5.1f}x | "
-              + " | ".join(f"{timing[s]:>13.2f}" for s in steps))
+        print(
+            f"{n:>6} | {bulk:>9.2f} | {api:>14.2f} | {api / bulk:>5.1f}x | "
+            + " | ".join(f"{timing[s]:>13.2f}" for s in steps)
+        )
     return 0
 
 

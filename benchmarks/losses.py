@@ -25,7 +25,7 @@ import os
 import random
 import statistics
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -82,7 +82,9 @@ def time_block(loss: nn.Module, x: torch.Tensor, y: torch.Tensor, calls: int, sy
     return (time.perf_counter() - start) / calls
 
 
-def measure(rows: int, classes: int, device: torch.device, seconds: float, min_rounds: int, seed: int = 0) -> dict[str, float]:
+def measure(
+    rows: int, classes: int, device: torch.device, seconds: float, min_rounds: int, seed: int = 0
+) -> dict[str, float]:
     """Median seconds per call for each candidate over rounds of interleaved blocks, in a random order per round."""
     x, y = make_inputs(rows, classes, device)
     candidates: dict[str, nn.Module] = {"BCEWithLogitsLoss": nn.BCEWithLogitsLoss(reduction="sum")}
@@ -114,14 +116,20 @@ def measure(rows: int, classes: int, device: torch.device, seconds: float, min_r
     return medians
 
 
-def format_table(rows: Sequence[tuple[str, str, str, float, float, float | None, float | None, float | None, float, int]]) -> str:
-    header = (f"{'device':<7} {'size':>10} {'loss':<6} {'ours/BCE':>9} {'released/BCE':>13} {'speed-up':>9} "
-              f"{'fused/BCE':>10} {'aot/BCE':>8} {'eager/BCE':>10} {'BCE ms':>8} {'rounds':>7}")
+def format_table(
+    rows: Sequence[tuple[str, str, str, float, float, float | None, float | None, float | None, float, int]],
+) -> str:
+    header = (
+        f"{'device':<7} {'size':>10} {'loss':<6} {'ours/BCE':>9} {'released/BCE':>13} {'speed-up':>9} "
+        f"{'fused/BCE':>10} {'aot/BCE':>8} {'eager/BCE':>10} {'BCE ms':>8} {'rounds':>7}"
+    )
     lines = [header, "-" * len(header)]
     for device, size, loss, ours, ref, fused, aot, eager, bce_ms, rounds in rows:
         fused_text, aot_text, eager_text = ("-" if v is None else f"{v:.2f}" for v in (fused, aot, eager))
-        lines.append(f"{device:<7} {size:>10} {loss:<6} {ours:>9.2f} {ref:>13.2f} {ref / ours:>8.1f}x "
-                     f"{fused_text:>10} {aot_text:>8} {eager_text:>10} {bce_ms:>8.3f} {rounds:>7d}")
+        lines.append(
+            f"{device:<7} {size:>10} {loss:<6} {ours:>9.2f} {ref:>13.2f} {ref / ours:>8.1f}x "
+            f"{fused_text:>10} {aot_text:>8} {eager_text:>10} {bce_ms:>8.3f} {rounds:>7d}"
+        )
     return "\n".join(lines)
 
 
@@ -137,7 +145,9 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.losses", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(4096, 1000), (256, 26)], help="batch x classes")
+    parser.add_argument(
+        "--sizes", nargs="+", type=parse_size, default=[(4096, 1000), (256, 26)], help="batch x classes"
+    )
     parser.add_argument("--seconds", type=float, default=4.0, help="time budget per device and size (default 4)")
     parser.add_argument("--min-rounds", type=int, default=7, help="rounds to run at least (default 7)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
@@ -154,14 +164,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             bce = medians["BCEWithLogitsLoss"]
             for name in [n for n in LOSS_ORDER if n in available_losses()]:
                 fused, aot, eager = (medians.get(f"{name}/{path}") for path in ("fused", "aot", "eager"))
-                table.append((
-                    device_name, f"{rows}x{classes}", name, medians[f"{name}/ours"] / bce,
-                    medians[f"{name}/released"] / bce, None if fused is None else fused / bce,
-                    None if aot is None else aot / bce, None if eager is None else eager / bce, bce * 1e3,
-                    int(medians["rounds"]),
-                ))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {ENV_VAR}={os.environ.get(ENV_VAR, '')!r}; "
-          "forward + backward, median ratio to BCEWithLogitsLoss(reduction='sum')")
+                table.append(
+                    (
+                        device_name,
+                        f"{rows}x{classes}",
+                        name,
+                        medians[f"{name}/ours"] / bce,
+                        medians[f"{name}/released"] / bce,
+                        None if fused is None else fused / bce,
+                        None if aot is None else aot / bce,
+                        None if eager is None else eager / bce,
+                        bce * 1e3,
+                        int(medians["rounds"]),
+                    )
+                )
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {ENV_VAR}={os.environ.get(ENV_VAR, '')!r}; "
+        "forward + backward, median ratio to BCEWithLogitsLoss(reduction='sum')"
+    )
     print(format_table(table))
     return 0
 

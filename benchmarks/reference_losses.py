@@ -72,8 +72,18 @@ class Ralloss(nn.Module):
     ``epsilon_neg`` = beta_1, ``lamb`` = lambda. The focusing weights are not detached.
     """
 
-    def __init__(self, gamma_neg=4, gamma_pos=0, clip=0.05, eps=1e-8, lamb=1.5, epsilon_neg=0.0, epsilon_pos=1.0,
-                 epsilon_pos_pow=-2.5, disable_torch_grad_focal_loss=False):
+    def __init__(
+        self,
+        gamma_neg=4,
+        gamma_pos=0,
+        clip=0.05,
+        eps=1e-8,
+        lamb=1.5,
+        epsilon_neg=0.0,
+        epsilon_pos=1.0,
+        epsilon_pos_pow=-2.5,
+        disable_torch_grad_focal_loss=False,
+    ):
         super().__init__()
         self.gamma_neg = gamma_neg
         self.gamma_pos = gamma_pos
@@ -100,7 +110,9 @@ class Ralloss(nn.Module):
         los_neg = (
             (1 - y)
             * (torch.log(xs_neg.clamp(min=self.eps)) + self.epsilon_neg * (xs_neg.clamp(min=self.eps)))
-            * (self.lamb - x_sigmoid) * x_sigmoid ** 2 * (self.lamb - xs_neg)
+            * (self.lamb - x_sigmoid)
+            * x_sigmoid**2
+            * (self.lamb - xs_neg)
         )
         loss = los_pos + los_neg
         if self.gamma_neg > 0 or self.gamma_pos > 0:
@@ -127,8 +139,17 @@ class PolynomialRal(nn.Module):
     with the released clamps (p~ = max(p, eps), q~ = max(q, eps), q = min(1-p+clip, 1)).
     """
 
-    def __init__(self, gamma_neg=4.0, gamma_pos=0.0, clip=0.05, eps=1e-8, lam=1.5, alpha: Sequence[float] = (1.0, -1.25),
-                 beta: Sequence[float] = (0.0,), detach=False):
+    def __init__(
+        self,
+        gamma_neg=4.0,
+        gamma_pos=0.0,
+        clip=0.05,
+        eps=1e-8,
+        lam=1.5,
+        alpha: Sequence[float] = (1.0, -1.25),
+        beta: Sequence[float] = (0.0,),
+        detach=False,
+    ):
         super().__init__()
         self.gamma_neg, self.gamma_pos, self.clip, self.eps, self.lam = gamma_neg, gamma_pos, clip, eps, lam
         self.alpha, self.beta, self.detach = tuple(alpha), tuple(beta), detach
@@ -148,7 +169,7 @@ class PolynomialRal(nn.Module):
         for n, b in enumerate(self.beta, start=1):
             poly_neg = poly_neg + b * torch.pow(q_clamped, n)
         los_pos = y * poly_pos
-        los_neg = (1 - y) * poly_neg * (self.lam - x_sigmoid) * x_sigmoid ** 2 * (self.lam - xs_neg)
+        los_neg = (1 - y) * poly_neg * (self.lam - x_sigmoid) * x_sigmoid**2 * (self.lam - xs_neg)
         loss = los_pos + los_neg
         if self.gamma_neg > 0 or self.gamma_pos > 0:
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach):
@@ -177,9 +198,9 @@ class Hill(nn.Module):
         pred_pos = torch.sigmoid(logits_margin)
         pred_neg = torch.sigmoid(logits)
         pt = (1 - pred_pos) * targets + (1 - targets)
-        focal_weight = pt ** self.gamma
+        focal_weight = pt**self.gamma
         los_pos = targets * torch.log(pred_pos)
-        los_neg = (1 - targets) * -(self.lamb - pred_neg) * pred_neg ** 2
+        los_neg = (1 - targets) * -(self.lamb - pred_neg) * pred_neg**2
         loss = -(los_pos + los_neg)
         loss *= focal_weight
         return loss
@@ -242,7 +263,13 @@ def released(name: str, **params) -> nn.Module:
             alpha = alpha + (0.0,) * (2 - len(alpha))
             beta = beta + (0.0,) * (1 - len(beta))
             lam = params.pop("lam", 1.5)
-            return Ralloss(lamb=lam, epsilon_pos=alpha[0], epsilon_pos_pow=2.0 * alpha[1], epsilon_neg=beta[0],
-                           disable_torch_grad_focal_loss=detach, **params)
+            return Ralloss(
+                lamb=lam,
+                epsilon_pos=alpha[0],
+                epsilon_pos_pow=2.0 * alpha[1],
+                epsilon_neg=beta[0],
+                disable_torch_grad_focal_loss=detach,
+                **params,
+            )
         return PolynomialRal(alpha=alpha, beta=beta, detach=detach, **params)
     raise ValueError(f"no transcription for loss {name!r}")

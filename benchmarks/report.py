@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import optuna
@@ -39,8 +40,9 @@ def _study_config(loss: str, n_trials: int, *, sampler: str, seed: int, epochs: 
     from runners.config import TrainConfig, TrialConfig
     from study.config import StudyConfig
 
-    config = StudyConfig(loss=loss, n_trials=n_trials, trial=TrialConfig(train=TrainConfig(epochs=epochs)),
-                         sampler=sampler, seed=seed).to_dict()
+    config = StudyConfig(
+        loss=loss, n_trials=n_trials, trial=TrialConfig(train=TrainConfig(epochs=epochs)), sampler=sampler, seed=seed
+    ).to_dict()
     config["grid_levels"] = None  # study.run.Plan.attrs adds the grid levels for --sampler grid only
     return config
 
@@ -66,8 +68,13 @@ def study_attrs(
         "data_fingerprint": "5f1c0e9a2b7d4c3e",
         "class_names": list(class_names),
         "train_positives": positives,
-        "versions": {"lossweep": "0.1.0", "optuna": optuna.__version__, "torch": "2.5.1", "timm": "1.0.11",
-                     "python": "3.11.2"},
+        "versions": {
+            "lossweep": "0.1.0",
+            "optuna": optuna.__version__,
+            "torch": "2.5.1",
+            "timm": "1.0.11",
+            "python": "3.11.2",
+        },
     }
 
 
@@ -76,8 +83,12 @@ def _metrics(rng: np.random.Generator, value: float, n_classes: int) -> dict[str
     head, medium, tail = value + 0.12, value + 0.01, value - 0.1 + rng.normal(0, 0.02)
     aps = np.clip(rng.normal(value, 0.08, n_classes), 0.0, 1.0)
     return {
-        "mAP": value, "mAUC": min(1.0, value + 0.3), "mF1": value * 0.8,
-        "mAP_head": min(1.0, head), "mAP_medium": medium, "mAP_tail": max(0.0, tail),
+        "mAP": value,
+        "mAUC": min(1.0, value + 0.3),
+        "mF1": value * 0.8,
+        "mAP_head": min(1.0, head),
+        "mAP_medium": medium,
+        "mAP_tail": max(0.0, tail),
         "per_class_ap": [round(float(a), 4) for a in aps],
     }
 
@@ -121,21 +132,41 @@ def make_trials(
             params["gamma_neg"] = float(rng.uniform(0.0, 1.0))
         common = {"seconds": float(rng.gamma(4.0, 2.0)), "seeds": [seed + index]}
         if kind == "complete":
-            value = _mAP(loss, params, rng) if {"gamma_neg", "clip", "gamma_pos"} <= set(params) else float(
-                rng.uniform(0.2, 0.5))
-            attrs = trial_user_attrs(index, kind, **common, val=_metrics(rng, value, n_classes),
-                                     test=_metrics(rng, value - 0.01, n_classes), replicate_values=[value])
-            trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=value,
-                                                    user_attrs=attrs, state=TrialState.COMPLETE))
+            value = (
+                _mAP(loss, params, rng)
+                if {"gamma_neg", "clip", "gamma_pos"} <= set(params)
+                else float(rng.uniform(0.2, 0.5))
+            )
+            attrs = trial_user_attrs(
+                index,
+                kind,
+                **common,
+                val=_metrics(rng, value, n_classes),
+                test=_metrics(rng, value - 0.01, n_classes),
+                replicate_values=[value],
+            )
+            trials.append(
+                optuna.trial.create_trial(
+                    params=params, distributions=dists, value=value, user_attrs=attrs, state=TrialState.COMPLETE
+                )
+            )
             continue
         if kind == "diverged":
-            attrs = trial_user_attrs(index, kind, **common, fail_reason="diverged: non-finite loss",
-                                     diverged_step=int(rng.integers(1, 500)), diverged_value="nan")
+            attrs = trial_user_attrs(
+                index,
+                kind,
+                **common,
+                fail_reason="diverged: non-finite loss",
+                diverged_step=int(rng.integers(1, 500)),
+                diverged_value="nan",
+            )
         else:
-            attrs = trial_user_attrs(index, kind, **common,
-                                     fail_reason=str(fail_reasons[int(rng.integers(len(fail_reasons)))]))
-        trials.append(optuna.trial.create_trial(params=params, distributions=dists, user_attrs=attrs,
-                                                state=TrialState.FAIL))
+            attrs = trial_user_attrs(
+                index, kind, **common, fail_reason=str(fail_reasons[int(rng.integers(len(fail_reasons)))])
+            )
+        trials.append(
+            optuna.trial.create_trial(params=params, distributions=dists, user_attrs=attrs, state=TrialState.FAIL)
+        )
     return trials
 
 
@@ -157,9 +188,19 @@ def make_store(
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
         for key, value in study_attrs(loss, n_trials, seed=seed, class_names=class_names).items():
             study.set_user_attr(key, value)
-        bulk_add_trials(storage, name, make_trials(loss, n_trials, seed=seed + 1000 * offset, failed=failed,
-                                                   diverged=diverged, n_classes=len(class_names),
-                                                   fail_reasons=fail_reasons))
+        bulk_add_trials(
+            storage,
+            name,
+            make_trials(
+                loss,
+                n_trials,
+                seed=seed + 1000 * offset,
+                failed=failed,
+                diverged=diverged,
+                n_classes=len(class_names),
+                fail_reasons=fail_reasons,
+            ),
+        )
     storage.remove_session()
     return url
 
@@ -168,9 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.report", description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=5000, help="finished trials per study (default 5000)")
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    parser.add_argument("--store", type=Path, default=None,
-                        help="SQLite file to generate the store into and reuse on later runs "
-                        "(default: a temporary file)")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="SQLite file to generate the store into and reuse on later runs (default: a temporary file)",
+    )
     args = parser.parse_args(argv)
 
     from reports.build import build_report  # imported here so the store generation is not mixed with it
@@ -194,8 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cpu = time.process_time() - cpu  # next to the wall-clock total: on a shared machine the two differ
         size = out.stat().st_size
     total = sum(timings.values())
-    print(f"store: 2 studies x {args.trials} trials ({generation}, not counted); n_boot={args.n_boot}; "
-          f"report {size / 1e6:.2f} MB")
+    print(
+        f"store: 2 studies x {args.trials} trials ({generation}, not counted); n_boot={args.n_boot}; "
+        f"report {size / 1e6:.2f} MB"
+    )
     print(f"{'stage':<10} {'seconds':>8} {'share':>7}")
     for stage, seconds in timings.items():
         print(f"{stage:<10} {seconds:8.2f} {seconds / total:7.1%}")

@@ -32,14 +32,29 @@ import optuna
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_TRIALS = 20
-QUICK_FLAGS = ["--data-num-images", "600", "--data-num-classes", "8", "--data-imbalance-ratio", "10", "--data-image-size", "32", "--backbone", "test_resnet", "--epochs", "10"]
+QUICK_FLAGS = [
+    "--data-num-images",
+    "600",
+    "--data-num-classes",
+    "8",
+    "--data-imbalance-ratio",
+    "10",
+    "--data-image-size",
+    "32",
+    "--backbone",
+    "test_resnet",
+    "--epochs",
+    "10",
+]
 
 
 def run(cwd: Path, args: list[str]) -> float:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("LOSSWEEP_STORAGE", None)
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "study.run", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "study.run", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"study.run failed ({result.returncode}):\n{result.stderr[-3000:]}")
@@ -47,12 +62,16 @@ def run(cwd: Path, args: list[str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--trials", type=int, default=200, help="trials per study (default: 200)")
     parser.add_argument("--loss", default="ral", help="loss (default: ral)")
     parser.add_argument("--workers", default="1,2", help="comma list of worker counts to compare (default: 1,2)")
     parser.add_argument("--extra", default="", help="extra study.run flags, e.g. '--epochs 10' (default: none)")
-    parser.add_argument("--quick", action="store_true", help=f"smoke run: --trials {QUICK_TRIALS} with {' '.join(QUICK_FLAGS)}")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smoke run: --trials {QUICK_TRIALS} with {' '.join(QUICK_FLAGS)}"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.trials = QUICK_TRIALS
@@ -62,12 +81,42 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="lossweep-bench-") as tmp:
         cwd = Path(tmp)
-        warm = run(cwd, ["--loss", args.loss, "--trials", "1", "--devices", "cpu", "--quiet", "--storage", f"sqlite:///{cwd / 'warmup.db'}", *extra])
+        warm = run(
+            cwd,
+            [
+                "--loss",
+                args.loss,
+                "--trials",
+                "1",
+                "--devices",
+                "cpu",
+                "--quiet",
+                "--storage",
+                f"sqlite:///{cwd / 'warmup.db'}",
+                *extra,
+            ],
+        )
         print(f"warm-up (data + embeddings into the cache, 1 trial): {warm:.1f} s", file=sys.stderr)
         rows = []
         for workers in counts:
             url = f"sqlite:///{cwd / f'bench-{workers}.db'}"
-            wall = run(cwd, ["--loss", args.loss, "--trials", str(args.trials), "--workers", str(workers), "--devices", "cpu", "--quiet", "--storage", url, *extra])
+            wall = run(
+                cwd,
+                [
+                    "--loss",
+                    args.loss,
+                    "--trials",
+                    str(args.trials),
+                    "--workers",
+                    str(workers),
+                    "--devices",
+                    "cpu",
+                    "--quiet",
+                    "--storage",
+                    url,
+                    *extra,
+                ],
+            )
             study = optuna.load_study(study_name=optuna.get_all_study_names(url)[0], storage=url)
             trials = study.get_trials(deepcopy=False)
             trial_seconds = sum(float(t.user_attrs.get("seconds") or 0.0) for t in trials)
@@ -78,13 +127,19 @@ def main(argv: list[str] | None = None) -> int:
 
     base = rows[0][1] / rows[0][2]
     print(f"study.run --loss {args.loss} --trials {args.trials} {' '.join(extra)} on {os.cpu_count()} CPU cores")
-    print(f"{'workers':>7} {'trials':>6} {'wall s':>8} {'span s':>8} {'trial s':>8} {'overhead':>9} {'in span':>8} {'trials/min':>10} {'speed-up':>8}")
+    print(
+        f"{'workers':>7} {'trials':>6} {'wall s':>8} {'span s':>8} {'trial s':>8} {'overhead':>9} {'in span':>8} {'trials/min':>10} {'speed-up':>8}"
+    )
     for workers, n, wall, span, seconds in rows:
         overhead = 1.0 - seconds / (wall * workers)
         in_span = 1.0 - seconds / (span * workers)
         rate = n / wall
-        print(f"{workers:>7} {n:>6} {wall:>8.1f} {span:>8.1f} {seconds:>8.1f} {overhead:>8.1%} {in_span:>7.1%} {rate * 60:>10.1f} {rate / base:>7.2f}x")
-    print("overhead = 1 - trial s / (wall s * workers); in span: the same over the trials' span. Goals: overhead <= 5 %, >= 1.7x trials/min with 2 workers on 2 cores")
+        print(
+            f"{workers:>7} {n:>6} {wall:>8.1f} {span:>8.1f} {seconds:>8.1f} {overhead:>8.1%} {in_span:>7.1%} {rate * 60:>10.1f} {rate / base:>7.2f}x"
+        )
+    print(
+        "overhead = 1 - trial s / (wall s * workers); in span: the same over the trials' span. Goals: overhead <= 5 %, >= 1.7x trials/min with 2 workers on 2 cores"
+    )
     return 0
 
 

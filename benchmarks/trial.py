@@ -83,16 +83,22 @@ def finetune_rate(config: TrialConfig, device: str) -> float:
     from runners.losses import create_loss
     from runners.protocols.finetune import images_per_second
 
-    config = dataclasses.replace(config, protocol="finetune", device=device, train=dataclasses.replace(config.train, batch_size=64))
+    config = dataclasses.replace(
+        config, protocol="finetune", device=device, train=dataclasses.replace(config.train, batch_size=64)
+    )
     dev = resolve_device(device)
     return images_per_second(config, dataset_for(config), create_loss("asl").to(dev), dev)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.trial", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.trial", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--num-images", type=int, default=DataConfig.num_images)
     parser.add_argument("--image-size", type=int, default=DataConfig.image_size)
-    parser.add_argument("--imbalance-ratio", type=float, default=DataConfig.imbalance_ratio, help="lower it for small --num-images")
+    parser.add_argument(
+        "--imbalance-ratio", type=float, default=DataConfig.imbalance_ratio, help="lower it for small --num-images"
+    )
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--backbones", nargs="+", default=list(CANDIDATES))
     parser.add_argument("--default-backbone", default=TrialConfig.backbone, help="backbone of tables 3 and 4")
@@ -100,13 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=5, help="timed trials per loss in table 3")
     # One thread, as study.run gives each of its one-worker-per-core workers: on 2 shared cores, two
     # threads per trial measured 6-14x slower than one when other processes held the cores.
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, like one study worker per core)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1, like one study worker per core)"
+    )
     parser.add_argument("--device", default="cpu", help="device of tables 2 and 3")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="lossweep-bench-") as cache:
         base = TrialConfig(
-            data=DataConfig(num_images=args.num_images, image_size=args.image_size, imbalance_ratio=args.imbalance_ratio),
+            data=DataConfig(
+                num_images=args.num_images, image_size=args.image_size, imbalance_ratio=args.imbalance_ratio
+            ),
             backbone=args.default_backbone,
             train=TrainConfig(epochs=args.epochs),
             device=args.device,
@@ -115,17 +125,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         torch.set_num_threads(args.threads)
         import timm  # noqa: F401  (its import time is not the first backbone's embedding time)
-        print(f"benchmarks.trial: {args.num_images} synthetic images of {args.image_size}px, {args.epochs} epochs, "
-              f"{args.threads} thread(s), device {args.device}\n")
+
+        print(
+            f"benchmarks.trial: {args.num_images} synthetic images of {args.image_size}px, {args.epochs} epochs, "
+            f"{args.threads} thread(s), device {args.device}\n"
+        )
 
         cold, cached = data_times(base)
         print(f"{'data set':<24} {'cold s':>8} {'cached s':>9}")
         print(f"{'synthetic':<24} {cold:>8.2f} {cached:>9.2f}\n")
 
-        print(f"{'backbone':<24} {'dim':>5} {'embed cold s':>13} {'cached s':>9} {'img/s':>8} {'BCE val mAP':>12} {'sd':>6}")
+        print(
+            f"{'backbone':<24} {'dim':>5} {'embed cold s':>13} {'cached s':>9} {'img/s':>8} {'BCE val mAP':>12} {'sd':>6}"
+        )
         for name in args.backbones:
             row = backbone_row(dataclasses.replace(base, backbone=name), args.seeds)
-            print(f"{row['backbone']:<24} {row['dim']:>5} {row['cold']:>13.2f} {row['cached']:>9.2f} {row['img/s']:>8.0f} {row['mAP']:>12.4f} {row['sd']:>6.4f}")
+            print(
+                f"{row['backbone']:<24} {row['dim']:>5} {row['cold']:>13.2f} {row['cached']:>9.2f} {row['img/s']:>8.0f} {row['mAP']:>12.4f} {row['sd']:>6.4f}"
+            )
         print()
 
         runners.prepare(base, progress=False)

@@ -16,8 +16,9 @@ import os
 import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jinja2
 import markupsafe
@@ -65,8 +66,9 @@ def _check_store(url: str, studies: Sequence[str] | None, redacted: str) -> list
     finally:
         storage.remove_session()
     if not names:
-        raise UsageError(f"the store {redacted} holds no studies: run `python -m study.run --loss asl` "
-                         "(and `--loss ral`) first")
+        raise UsageError(
+            f"the store {redacted} holds no studies: run `python -m study.run --loss asl` (and `--loss ral`) first"
+        )
     if studies:
         unknown = [s for s in studies if s not in names]
         if unknown:
@@ -86,18 +88,26 @@ def _verdict_context(analysis: Any, order: list[str]) -> dict[str, Any]:
             summary = analysis.summaries.get(name)
             loss = summary.loss if summary else (analysis.settings.get(name, {}).get("loss") or "")
             other = "ral" if loss != "ral" else "asl"
-            reason = (f"Only one study ({name}) is in this report, so there is no comparison: robustness is "
-                      f"relative. Run the other loss against the same store, e.g. `python -m study.run --loss "
-                      f"{other} --trials {_budget(analysis, name)}`, then rebuild this report.")
+            reason = (
+                f"Only one study ({name}) is in this report, so there is no comparison: robustness is "
+                f"relative. Run the other loss against the same store, e.g. `python -m study.run --loss "
+                f"{other} --trials {_budget(analysis, name)}`, then rebuild this report."
+            )
         else:
-            reason = (f"The studies {', '.join(order)} were not compared: a comparison needs complete trials in "
-                      "both studies (see the notes below). Run more trials and rebuild this report.")
+            reason = (
+                f"The studies {', '.join(order)} were not compared: a comparison needs complete trials in "
+                "both studies (see the notes below). Run more trials and rebuild this report."
+            )
     few = [s for s in analysis.summaries.values() if not s.enough]
     from reports.tables import headline
 
     verdicts = [(headline(c, analysis.summaries), c) for c in comparisons]
-    return {"verdicts": verdicts, "no_comparison": reason, "few": few,
-            "at_a_glance": [_glance(s) for s in analysis.summaries.values()]}
+    return {
+        "verdicts": verdicts,
+        "no_comparison": reason,
+        "few": few,
+        "at_a_glance": [_glance(s) for s in analysis.summaries.values()],
+    }
 
 
 def _glance(s: Any) -> str:
@@ -110,8 +120,10 @@ def _glance(s: Any) -> str:
         text += f" ({s.n_diverged:,} diverged, {s.n_failed:,} failed)"
     mean, std, best = (s.stats.get(k) for k in ("mean", "std", "best"))
     if s.n_complete and mean is not None:
-        text += (f"; validation mAP mean {number(mean.value)}, std {estimate(std)}, "
-                 f"best {number(best.value if best else None)}")
+        text += (
+            f"; validation mAP mean {number(mean.value)}, std {estimate(std)}, "
+            f"best {number(best.value if best else None)}"
+        )
     return text + "."
 
 
@@ -142,8 +154,13 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def render(analysis: Any, *, results: list[Path] | None = None, output: Path | None = None,
-           timings: dict[str, float] | None = None) -> str:
+def render(
+    analysis: Any,
+    *,
+    results: list[Path] | None = None,
+    output: Path | None = None,
+    timings: dict[str, float] | None = None,
+) -> str:
     """The report's HTML for an :class:`analysis.results.Analysis` (no store access)."""
     from reports import charts, tables
 
@@ -258,17 +275,37 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Build one self-contained HTML report of the lossweep studies in "
-                     "a store: verdict, fairness, dispersion with CIs, importances, failures.")
-    parser.add_argument("--storage", metavar="URL", default=None,
-                        help="SQLAlchemy URL of the Optuna store (default: $LOSSWEEP_STORAGE, else "
-                        "sqlite:///lossweep.db)")
-    parser.add_argument("--studies", metavar="A,B", default=None,
-                        help="comma-separated study names (default: every lossweep study in the store)")
-    parser.add_argument("-o", "--output", metavar="PATH", default=DEFAULT_OUTPUT,
-                        help=f"report file (default: {DEFAULT_OUTPUT}); results go to <name>_files/ beside it")
-    parser.add_argument("--n-boot", type=int, default=2000, metavar="N",
-                        help="bootstrap resamples for the confidence intervals (default: 2000)")
+    parser = _Parser(
+        prog=PROG,
+        description="Build one self-contained HTML report of the lossweep studies in "
+        "a store: verdict, fairness, dispersion with CIs, importances, failures.",
+    )
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        default=None,
+        help="SQLAlchemy URL of the Optuna store (default: $LOSSWEEP_STORAGE, else sqlite:///lossweep.db)",
+    )
+    parser.add_argument(
+        "--studies",
+        metavar="A,B",
+        default=None,
+        help="comma-separated study names (default: every lossweep study in the store)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        default=DEFAULT_OUTPUT,
+        help=f"report file (default: {DEFAULT_OUTPUT}); results go to <name>_files/ beside it",
+    )
+    parser.add_argument(
+        "--n-boot",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="bootstrap resamples for the confidence intervals (default: 2000)",
+    )
     return parser
 
 

@@ -7,8 +7,8 @@ image, so degenerate studies (nothing complete, a single value) still give a ful
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -29,7 +29,7 @@ class Chart:
     height: int = 0
 
 
-def _draw(key: str, title: str, alt: str, caption: str, draw: Callable[[], "figures.Figure"]) -> Chart:
+def _draw(key: str, title: str, alt: str, caption: str, draw: Callable[[], figures.Figure]) -> Chart:
     chart = Chart(key, title, alt, caption)
     try:
         fig = draw()
@@ -58,7 +58,7 @@ def top_params(analysis: Analysis, study: str | None = None, k: int = 2) -> list
     Falls back to the parameters with the most recorded values when no importances were computed.
     """
     trials = analysis.trials
-    present = [c[len("param_"):] for c in trials.columns if c.startswith("param_")] if not trials.empty else []
+    present = [c[len("param_") :] for c in trials.columns if c.startswith("param_")] if not trials.empty else []
     rows = trials
     if study is not None and present:
         rows = trials[trials["study"].astype(str) == study]
@@ -67,8 +67,7 @@ def top_params(analysis: Analysis, study: str | None = None, k: int = 2) -> list
     imp = analysis.importances
     if imp is not None and not imp.empty:
         part = imp if study is None else imp[imp["study"].astype(str) == study]
-        ranked = [p for p in part.groupby("param")["mean"].mean().sort_values(ascending=False).index
-                  if p in present]
+        ranked = [p for p in part.groupby("param")["mean"].mean().sort_values(ascending=False).index if p in present]
     if len(ranked) < k and present:
         counts = {p: int(rows[f"param_{p}"].notna().sum()) for p in present}
         ranked += [p for p in sorted(present, key=lambda p: -counts[p]) if p not in ranked]
@@ -94,71 +93,90 @@ def charts(analysis: Analysis, order: Sequence[str]) -> dict[str, Chart]:
     out: dict[str, Chart] = {}
 
     out["distributions"] = _draw(
-        "distributions", "Validation mAP of every complete trial",
+        "distributions",
+        "Validation mAP of every complete trial",
         f"Violin and strip plot of validation mAP per study ({names}); each dot is one trial. {medians}",
         "Each violin is the distribution of validation mAP over a study's complete trials, with its "
         "quartiles; dots are individual trials (a random subsample where a study has more than "
         f"{figures.MAX_POINTS:,}). Look for the height of each violin: a short violin means the loss "
         "gives similar mAP wherever its hyperparameters land; a long lower tail means some settings fail badly.",
-        lambda: figures.distributions(trials, order))
+        lambda: figures.distributions(trials, order),
+    )
     out["ecdf"] = _draw(
-        "ecdf", "Empirical CDF of validation mAP",
+        "ecdf",
+        "Empirical CDF of validation mAP",
         f"Empirical cumulative distribution of validation mAP for {names}. {medians}",
         "The share of trials at or below each mAP. A steeper curve means less spread; a curve to the right "
         "of another at every height means that loss is better at every quantile, not only at the best trial.",
-        lambda: figures.ecdf(trials, order))
+        lambda: figures.ecdf(trials, order),
+    )
     out["expected_best"] = _draw(
-        "expected_best", "Expected best mAP versus number of trials",
+        "expected_best",
+        "Expected best mAP versus number of trials",
         f"Expected best validation mAP as a function of the number of random trials, with bands, for {names}.",
         "Expected best validation mAP when drawing n trials at random from the study (Dodge et al. 2019), "
         "with its band. Look at the left end: a loss that reaches its plateau after few trials needs little "
         "tuning; the gap at the right end is what full tuning buys.",
-        lambda: figures.expected_best(analysis.expected_best, order))
+        lambda: figures.expected_best(analysis.expected_best, order),
+    )
     out["importances"] = _draw(
-        "importances", "Hyperparameter importance",
+        "importances",
+        "Hyperparameter importance",
         "Bar chart of each hyperparameter's importance per study and method, with error bars.",
         "Share of mAP variance attributed to each hyperparameter (per importance method), with intervals. "
         "Look for one parameter dominating: that is the one a user of this loss has to tune; overlapping "
         "error bars mean the ranking is not settled.",
-        lambda: figures.importances(analysis.importances, order))
+        lambda: figures.importances(analysis.importances, order),
+    )
     out["marginals"] = _draw(
-        "marginals", "Marginal effect of each hyperparameter",
+        "marginals",
+        "Marginal effect of each hyperparameter",
         "Line plots of mean validation mAP across bins of each hyperparameter, one panel per hyperparameter.",
         "Mean validation mAP over trials in each bin of one hyperparameter (averaging over the others), with "
         "intervals. Flat curves mean the loss is insensitive to that parameter; a sharp peak means it must be "
         "set carefully.",
-        lambda: figures.marginals(analysis.marginals, order, log_params=log))
+        lambda: figures.marginals(analysis.marginals, order, log_params=log),
+    )
 
     frame, x, y = _grid(analysis)
     has_both = not trials.empty and {f"param_{x}", f"param_{y}"} <= set(trials.columns)
     if frame is not None or has_both:
         out["gamma_clip"] = _draw(
-            "gamma_clip", "γ⁻ × τ map",
+            "gamma_clip",
+            "γ⁻ × τ map",
             "Heatmaps of binned mean validation mAP over the negative focusing parameter gamma_neg and the "
             "probability shift clip, one per study.",
             "Mean validation mAP in each (γ⁻, τ) bin; colours are shared across studies; empty cells had no "
             "complete trial. ASL's tuning advice is about these two parameters: look for how large the "
             "bright region is, not only how bright its best cell is.",
-            lambda: figures.binned_map(frame, x, y, "mean", order) if frame is not None else _raise(
-                "too few complete trials sweep both γ⁻ and τ to bin them."))
+            lambda: (
+                figures.binned_map(frame, x, y, "mean", order)
+                if frame is not None
+                else _raise("too few complete trials sweep both γ⁻ and τ to bin them.")
+            ),
+        )
 
     pairs = {name: tuple(params) for name in order if len(params := top_params(analysis, name, k=2)) == 2}
     out["failures"] = _draw(
-        "failures", "Where trials fail or diverge",
+        "failures",
+        "Where trials fail or diverge",
         "Scatter plots, one per study, of every trial over that study's two most important hyperparameters: "
         "grey dots are complete trials, red crosses diverged trials, orange triangles failed trials.",
         "Each study's trials placed by its two most important hyperparameters. Look for red crosses "
         "clustering: a region where a loss diverges is a region its search space (or the loss) should "
         "exclude; failed (orange) trials scattered at random point to the infrastructure, not the loss.",
-        lambda: figures.failure_map(trials, pairs, order, log_params=log))
+        lambda: figures.failure_map(trials, pairs, order, log_params=log),
+    )
 
     out["tiers"] = _draw(
-        "tiers", "Head, medium and tail mAP per study",
+        "tiers",
+        "Head, medium and tail mAP per study",
         "Box plots of head, medium and tail class mAP per study over complete trials.",
         "mAP over the frequent (head), medium and rare (tail) classes, one box per tier over a study's "
         "complete trials. Look at the tail boxes: if one loss's overall spread is smaller only because its "
         "head classes are stable while its tail varies as much, its robustness is not bought where it matters.",
-        lambda: figures.tier_spread(trials, order))
+        lambda: figures.tier_spread(trials, order),
+    )
     return out
 
 
@@ -187,4 +205,3 @@ def _medians(trials: pd.DataFrame, order: Sequence[str]) -> str:
 
 def _raise(message: str):
     raise figures.NotEnoughData(message)
-

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,7 @@ def number(x: Any, digits: int = 3) -> str:
         return str(x)
     if not math.isfinite(x):
         return DASH
-    if x != 0 and abs(x) < 10 ** -digits:
+    if x != 0 and abs(x) < 10**-digits:
         return f"{x:.{max(digits - 1, 1)}e}"
     return f"{x:.{digits}f}"
 
@@ -176,8 +177,9 @@ def fairness_rows(settings: dict[str, dict[str, Any]], studies: Sequence[str]) -
             shown = [str(v)[:12] if v is not _MISSING else DASH for v in values]
         else:
             shown = [DASH if v is _MISSING else plain(v) for v in values]
-        differs = len({json.dumps(v if v is not _MISSING else "<missing>", sort_keys=True, default=str)
-                       for v in values}) > 1
+        differs = (
+            len({json.dumps(v if v is not _MISSING else "<missing>", sort_keys=True, default=str) for v in values}) > 1
+        )
         rows.append(Row(label, shown, differs, expected and differs))
     curated = {".".join(p[2:]) for _, p, _ in FAIRNESS_SETTINGS if p[:2] == ("config", "trial")}
     flat = [_flatten(_get(settings.get(s, {}), ("config", "trial"))) for s in studies]
@@ -194,8 +196,12 @@ def fairness_rows(settings: dict[str, dict[str, Any]], studies: Sequence[str]) -
 # -- dispersion -----------------------------------------------------------------------------------
 
 DISPERSION_COLUMNS = (
-    ("mean", "mean"), ("std", "std"), ("iqr", "IQR"), ("worst_decile", "worst decile"),
-    ("min", "min"), ("best", "best"),
+    ("mean", "mean"),
+    ("std", "std"),
+    ("iqr", "IQR"),
+    ("worst_decile", "worst decile"),
+    ("min", "min"),
+    ("best", "best"),
 )
 
 
@@ -214,16 +220,18 @@ class SummaryRow:
 def dispersion_rows(summaries: Iterable[StudySummary]) -> list[SummaryRow]:
     rows = []
     for s in summaries:
-        rows.append(SummaryRow(
-            study=s.name,
-            loss=s.loss,
-            counts=f"{s.n_complete:,} / {s.n_trials:,}",
-            enough=s.enough,
-            stats=[estimate_parts(s.stats.get(key)) for key, _ in DISPERSION_COLUMNS],
-            failure_rate=estimate_parts(s.failure_rate, percent=True),
-            divergence_rate=estimate_parts(s.divergence_rate, percent=True),
-            seed_ratio=estimate_parts(s.hp_to_seed_ratio, digits=2),
-        ))
+        rows.append(
+            SummaryRow(
+                study=s.name,
+                loss=s.loss,
+                counts=f"{s.n_complete:,} / {s.n_trials:,}",
+                enough=s.enough,
+                stats=[estimate_parts(s.stats.get(key)) for key, _ in DISPERSION_COLUMNS],
+                failure_rate=estimate_parts(s.failure_rate, percent=True),
+                divergence_rate=estimate_parts(s.divergence_rate, percent=True),
+                seed_ratio=estimate_parts(s.hp_to_seed_ratio, digits=2),
+            )
+        )
     return rows
 
 
@@ -247,18 +255,21 @@ def comparison_rows(comparisons: Iterable[Comparison]) -> list[ComparisonRow]:
         if c.brown_forsythe_stat is not None and math.isfinite(c.brown_forsythe_stat):
             p = p_value(c.brown_forsythe_p)
             bf = f"W = {number(c.brown_forsythe_stat, 2)}, p {p if p.startswith('<') else '= ' + p}"
-        rows.append(ComparisonRow(
-            pair=f"{c.b} vs {c.a}",
-            std_ratio=estimate(c.std_ratio),
-            std_ratio_clear=c.std_ratio.excludes(1.0),
-            brown_forsythe=bf,
-            p_b_beats_a=estimate(c.p_b_beats_a),
-            mean_diff=estimate(c.mean_diff),
-            best_diff=estimate(c.best_diff),
-            fair=c.fair,
-            differences=[f"{d.setting}: {plain(d.value_a)} ({c.a}) vs {plain(d.value_b)} ({c.b})"
-                         for d in c.differences],
-        ))
+        rows.append(
+            ComparisonRow(
+                pair=f"{c.b} vs {c.a}",
+                std_ratio=estimate(c.std_ratio),
+                std_ratio_clear=c.std_ratio.excludes(1.0),
+                brown_forsythe=bf,
+                p_b_beats_a=estimate(c.p_b_beats_a),
+                mean_diff=estimate(c.mean_diff),
+                best_diff=estimate(c.best_diff),
+                fair=c.fair,
+                differences=[
+                    f"{d.setting}: {plain(d.value_a)} ({c.a}) vs {plain(d.value_b)} ({c.b})" for d in c.differences
+                ],
+            )
+        )
     return rows
 
 
@@ -291,6 +302,7 @@ def headline(c: Comparison, summaries: dict[str, StudySummary]) -> Headline:
 
 # -- failures -------------------------------------------------------------------------------------
 
+
 def status_counts(trials: pd.DataFrame, studies: Sequence[str]) -> list[list[str]]:
     """Per study: complete, diverged, failed counts and the share that did not complete."""
     rows = []
@@ -299,8 +311,15 @@ def status_counts(trials: pd.DataFrame, studies: Sequence[str]) -> list[list[str
         n = len(part)
         counts = {s: int((part["status"] == s).sum()) if n else 0 for s in ("complete", "diverged", "failed")}
         lost = (counts["diverged"] + counts["failed"]) / n if n else math.nan
-        rows.append([name, f"{counts['complete']:,}", f"{counts['diverged']:,}", f"{counts['failed']:,}",
-                     number(lost * 100, 1) + " %" if n else DASH])
+        rows.append(
+            [
+                name,
+                f"{counts['complete']:,}",
+                f"{counts['diverged']:,}",
+                f"{counts['failed']:,}",
+                number(lost * 100, 1) + " %" if n else DASH,
+            ]
+        )
     return rows
 
 
@@ -313,21 +332,30 @@ def fail_reasons(trials: pd.DataFrame, limit: int = 12) -> list[list[str]]:
         return []
     reason = bad["fail_reason"] if "fail_reason" in bad else pd.Series("", index=bad.index)
     reason = reason.fillna("(no reason recorded)").astype(str).str.strip().str.slice(0, 160)
-    counts = (bad.assign(reason=reason, study=bad["study"].astype(str))
-              .groupby(["study", "status", "reason"], sort=False).size().rename("count").reset_index()
-              .sort_values(["study", "count"], ascending=[True, False]))
+    counts = (
+        bad.assign(reason=reason, study=bad["study"].astype(str))
+        .groupby(["study", "status", "reason"], sort=False)
+        .size()
+        .rename("count")
+        .reset_index()
+        .sort_values(["study", "count"], ascending=[True, False])
+    )
     counts = counts.groupby("study", sort=False).head(limit)
     return [[r.study, r.status, r.reason, f"{r.count:,}"] for r in counts.itertuples(index=False)]
 
 
 # -- class tiers ----------------------------------------------------------------------------------
 
+
 def tier_rows(trials: pd.DataFrame, summaries: Iterable[StudySummary], split: str = "val") -> list[list[str]]:
     """Per study and tier (head / medium / tail): median mAP over complete trials and the spread (std, CI)."""
     rows = []
     for s in summaries:
-        part = trials[(trials["study"].astype(str) == s.name) & (trials["status"] == "complete")] \
-            if not trials.empty else trials
+        part = (
+            trials[(trials["study"].astype(str) == s.name) & (trials["status"] == "complete")]
+            if not trials.empty
+            else trials
+        )
         for tier in ("head", "medium", "tail"):
             column = f"{split}_mAP_{tier}"
             values = pd.to_numeric(part[column], errors="coerce").dropna() if column in part else pd.Series([])
@@ -341,13 +369,23 @@ def tier_rows(trials: pd.DataFrame, summaries: Iterable[StudySummary], split: st
 
 # -- appendix -------------------------------------------------------------------------------------
 
+
 def search_space_rows(settings: dict[str, dict[str, Any]], studies: Sequence[str]) -> list[list[str]]:
     rows = []
     for name in studies:
         space = settings.get(name, {}).get("search_space") or {}
         for param, spec in param_specs(space.get("params")):
-            rows.append([name, param, plain(spec.get("low")), plain(spec.get("high")),
-                         "log" if spec.get("log") else "linear", plain(spec.get("default")), "swept"])
+            rows.append(
+                [
+                    name,
+                    param,
+                    plain(spec.get("low")),
+                    plain(spec.get("high")),
+                    "log" if spec.get("log") else "linear",
+                    plain(spec.get("default")),
+                    "swept",
+                ]
+            )
         for param, value in (space.get("fixed") or {}).items():
             rows.append([name, param, DASH, DASH, DASH, plain(value), "fixed"])
     return rows

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -93,7 +94,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a checkpoint file, unwrapped from ``{"state_dict": ...}`` / ``{"model": ...}`` and prefixes."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"checkpoint file {str(path)!r} does not exist; pass the path of a local .pth or .safetensors file")
+        raise ValueError(
+            f"checkpoint file {str(path)!r} does not exist; pass the path of a local .pth or .safetensors file"
+        )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -150,7 +153,8 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
     if problems:
         name = getattr(model, "default_cfg", {}).get("architecture", type(model).__name__)
         raise ValueError(
-            f"checkpoint {str(path)!r} does not fit backbone {name!r}: keys " + "; ".join(problems)
+            f"checkpoint {str(path)!r} does not fit backbone {name!r}: keys "
+            + "; ".join(problems)
             + ". Check that --backbone names the architecture the checkpoint was trained with"
         )
     model.load_state_dict(state, strict=True)

@@ -62,7 +62,9 @@ class DataConfig:
         if self.name not in DATASETS:
             raise ValueError(f"data set name must be one of {DATASETS}, got {self.name!r}")
         if self.name != "synthetic" and not self.path:
-            raise ValueError(f"the {self.name!r} data set needs a path (the {'CSV manifest' if self.name == 'csv' else '.npz file'})")
+            raise ValueError(
+                f"the {self.name!r} data set needs a path (the {'CSV manifest' if self.name == 'csv' else '.npz file'})"
+            )
         if self.uncertain not in UNCERTAIN_POLICIES:
             raise ValueError(f"uncertain must be one of {UNCERTAIN_POLICIES}, got {self.uncertain!r}")
         checks = [
@@ -110,10 +112,16 @@ class TrainConfig:
                 (self.batch_size >= 1, f"batch_size must be >= 1 (--batch-size), got {self.batch_size}"),
                 (self.lr > 0, f"lr must be > 0 (--lr), got {self.lr}"),
                 (self.weight_decay >= 0, f"weight_decay must be >= 0 (--weight-decay), got {self.weight_decay}"),
-                (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS} (--optimizer), got {self.optimizer!r}"),
+                (
+                    self.optimizer in OPTIMIZERS,
+                    f"optimizer must be one of {OPTIMIZERS} (--optimizer), got {self.optimizer!r}",
+                ),
                 (self.head in HEADS, f"head must be one of {HEADS} (--head), got {self.head!r}"),
                 (self.mlp_hidden >= 1, f"mlp_hidden must be >= 1 (--mlp-hidden), got {self.mlp_hidden}"),
-                (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or none (--grad-clip), got {self.grad_clip}"),
+                (
+                    self.grad_clip is None or self.grad_clip > 0,
+                    f"grad_clip must be > 0 or none (--grad-clip), got {self.grad_clip}",
+                ),
                 (self.amp in AMP_MODES, f"amp must be one of {AMP_MODES} (--amp), got {self.amp!r}"),
                 (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0 (--warmup-epochs), got {self.warmup_epochs}"),
             ]
@@ -138,11 +146,23 @@ class TrialConfig:
     def __post_init__(self) -> None:
         _check(
             [
-                (self.protocol in PROTOCOLS, f"protocol must be one of {PROTOCOLS} (--protocol), got {self.protocol!r}"),
+                (
+                    self.protocol in PROTOCOLS,
+                    f"protocol must be one of {PROTOCOLS} (--protocol), got {self.protocol!r}",
+                ),
                 (bool(self.backbone), "backbone is empty (--backbone); name a timm model such as resnet18"),
-                (self.embed_batch_size >= 1, f"embed_batch_size must be >= 1 (--embed-batch-size), got {self.embed_batch_size}"),
-                (self.num_threads is None or self.num_threads >= 1, f"num_threads must be >= 1 (--num-threads), got {self.num_threads}"),
-                (self.loader_workers >= 0, f"loader_workers must be >= 0 (--loader-workers), got {self.loader_workers}"),
+                (
+                    self.embed_batch_size >= 1,
+                    f"embed_batch_size must be >= 1 (--embed-batch-size), got {self.embed_batch_size}",
+                ),
+                (
+                    self.num_threads is None or self.num_threads >= 1,
+                    f"num_threads must be >= 1 (--num-threads), got {self.num_threads}",
+                ),
+                (
+                    self.loader_workers >= 0,
+                    f"loader_workers must be >= 0 (--loader-workers), got {self.loader_workers}",
+                ),
             ]
         )
 
@@ -150,7 +170,7 @@ class TrialConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrialConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrialConfig:
         d = dict(d)
         data = dict(d.pop("data", {}))
         if data.get("label_columns") is not None:

@@ -32,7 +32,7 @@ from .backbones import create_backbone, data_spec, file_sha256
 BACKBONE_INIT_SEED = 0
 SPLITS = ("train", "val", "test")
 _MEMORY_CACHE_SIZE = 2  # feature sets kept per process; a worker normally needs only one
-_memory_cache: "OrderedDict[tuple, FeatureSet]" = OrderedDict()
+_memory_cache: OrderedDict[tuple, FeatureSet] = OrderedDict()
 _sha_cache: dict[tuple[str, int, int], str] = {}
 
 
@@ -105,7 +105,9 @@ def compute_embeddings(
     from joblib import Memory
 
     memory = Memory(Path(cache_dir) / "embeddings", verbose=0)
-    cached = memory.cache(_embed_splits, ignore=["dataset", "checkpoint", "device", "batch_size", "num_workers", "progress"])
+    cached = memory.cache(
+        _embed_splits, ignore=["dataset", "checkpoint", "device", "batch_size", "num_workers", "progress"]
+    )
     return cached(
         dataset.fingerprint,
         backbone,
@@ -205,9 +207,7 @@ def _embed_splits(
     model = model.eval().to(device=device, memory_format=torch.channels_last)
     spec = data_spec(model)
     transform = ImageTransform(image_size, spec.mean, spec.std, spec.in_chans)
-    autocast = (
-        torch.autocast("cuda", dtype=getattr(torch, precision)) if precision != "float32" else nullcontext()
-    )
+    autocast = torch.autocast("cuda", dtype=getattr(torch, precision)) if precision != "float32" else nullcontext()
     total = sum(len(getattr(dataset, name)) for name in SPLITS)
     out = {}
     with _progress_bar(total, f"embedding ({backbone})", progress) as bar, torch.inference_mode(), autocast:

@@ -56,7 +56,9 @@ def _validate(y_true: Any, y_score: Any, train_positives: Any, mask: Any):
     if y_true.dtype == bool:
         y_true = y_true.astype(np.uint8)
     if not np.issubdtype(y_true.dtype, np.number) or not np.isin(y_true, (0, 1)).all():
-        bad = np.unique(y_true[~np.isin(y_true, (0, 1))])[:5] if np.issubdtype(y_true.dtype, np.number) else y_true.dtype
+        bad = (
+            np.unique(y_true[~np.isin(y_true, (0, 1))])[:5] if np.issubdtype(y_true.dtype, np.number) else y_true.dtype
+        )
         raise ValueError(f"y_true must be binary (0/1); found {bad}")
     if not np.issubdtype(y_score.dtype, np.number) or y_score.dtype == bool:
         raise ValueError(f"y_score must be numeric probabilities; got dtype {y_score.dtype}")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from .result import SCALAR_METRICS, TrialResult
 __all__ = ["Prepared", "prepare", "run_trial", "replicate_seeds"]
 
 _DATASET_CACHE_SIZE = 2  # data sets kept per process; a worker normally needs one
-_datasets: "OrderedDict[tuple[DataConfig, str], MultiLabelDataset]" = OrderedDict()
+_datasets: OrderedDict[tuple[DataConfig, str], MultiLabelDataset] = OrderedDict()
 
 
 @dataclass
@@ -157,7 +158,10 @@ def replicate_seeds(seed: int, replicates: int) -> list[int]:
     R-replicate trial agree; the others are well-separated 31-bit streams (not seed+1, seed+2, which
     would overlap with neighbouring trials' seeds).
     """
-    derived = [int(np.random.SeedSequence([int(seed), r]).generate_state(1, dtype=np.uint32)[0] >> 1) for r in range(1, replicates)]
+    derived = [
+        int(np.random.SeedSequence([int(seed), r]).generate_state(1, dtype=np.uint32)[0] >> 1)
+        for r in range(1, replicates)
+    ]
     return [int(seed), *derived]
 
 

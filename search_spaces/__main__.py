@@ -19,7 +19,10 @@ def format_space(space: SearchSpace) -> str:
     """A plain-text table of a space, one row per parameter (swept first, then fixed)."""
     header = f"{space.loss} ({space.mode}{', nuisance' if space.nuisance else ''}): {space.dim} swept"
     rows = [("parameter", "low", "high", "scale", "default", "doc")]
-    rows += [(p.name, f"{p.low:g}", f"{p.high:g}", "log" if p.log else "linear", f"{p.default:g}", p.doc) for p in space.params]
+    rows += [
+        (p.name, f"{p.low:g}", f"{p.high:g}", "log" if p.log else "linear", f"{p.default:g}", p.doc)
+        for p in space.params
+    ]
     rows += [(name, "", "", "fixed", f"{value:g}", "") for name, value in space.fixed.items()]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = [header]
@@ -29,7 +32,9 @@ def format_space(space: SearchSpace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description="Print the search space of a loss (all losses when none is named).")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Print the search space of a loss (all losses when none is named)."
+    )
     parser.add_argument("loss", nargs="?", choices=LOSSES, help="loss to show (default: every loss)")
     parser.add_argument("--mode", choices=MODES, default="full")
     parser.add_argument("--nuisance", action="store_true", help="also sweep lr and weight_decay")
@@ -39,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the JSON stored in a study instead of a table")
     args = parser.parse_args(argv)
     if args.space and not args.loss:
-        parser.error("--space FILE overrides one loss's space: name the loss too, e.g. python -m search_spaces ral --space FILE")
+        parser.error(
+            "--space FILE overrides one loss's space: name the loss too, e.g. python -m search_spaces ral --space FILE"
+        )
     try:
         spaces = []
         for loss in [args.loss] if args.loss else LOSSES:

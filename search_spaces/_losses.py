@@ -14,7 +14,8 @@ how far each was pushed. Defaults of shared parameters still differ per loss (AS
 from __future__ import annotations
 
 import math
-from typing import Callable, Union
+from collections.abc import Callable
+from typing import Union
 
 from ._space import ParamSpec
 
@@ -55,7 +56,11 @@ def registered() -> tuple[str, ...]:
 # --- parameters shared by ASL and RAL: one range, per-loss defaults ------------------------------
 def _gamma_pos(default: float) -> ParamSpec:
     return ParamSpec(
-        "gamma_pos", 0.0, 4.0, False, default,
+        "gamma_pos",
+        0.0,
+        4.0,
+        False,
+        default,
         # ASL recommends 0 or 1 (RAL's code uses 0); 4 goes past focal's usual 2 into the regime where
         # easy positives stop contributing. Exponents must stay >= 0.
         doc="focusing exponent on positives, weight (1-p)^gamma_pos; 0 = plain log-likelihood",
@@ -65,7 +70,11 @@ def _gamma_pos(default: float) -> ParamSpec:
 
 def _gamma_neg(default: float) -> ParamSpec:
     return ParamSpec(
-        "gamma_neg", 0.0, 6.0, False, default,
+        "gamma_neg",
+        0.0,
+        6.0,
+        False,
+        default,
         # The ASL paper explores gamma_neg up to about 6 (default 4). Values in (0, 1) are included on
         # purpose: the released RAL code has infinite gradients there, the toolkit's losses must not.
         doc="focusing exponent on negatives, weight p_clip^gamma_neg; larger = easy negatives down-weighted harder",
@@ -75,7 +84,11 @@ def _gamma_neg(default: float) -> ParamSpec:
 
 def _clip(default: float) -> ParamSpec:
     return ParamSpec(
-        "clip", 0.0, 0.4, False, default,
+        "clip",
+        0.0,
+        0.4,
+        False,
+        default,
         # ASL's probability-shift ablation goes up to 0.4 (default 0.05). 0 disables the shift; the
         # shift must stay below 1 or every negative is discarded.
         doc="probability shift (ASL 'clip', RAL tau): negatives with p <= clip contribute nothing",
@@ -85,7 +98,11 @@ def _clip(default: float) -> ParamSpec:
 
 def _lam(default: float) -> ParamSpec:
     return ParamSpec(
-        "lam", 1.1, 3.0, False, default,
+        "lam",
+        1.1,
+        3.0,
+        False,
+        default,
         # Starts above 1: lam <= 1 flips the sign of (lam - p) for confident negatives, a legal but
         # pathological region (widen via --space to study it; limits allow lam > 0). Up to 3: past it
         # (lam - p) varies by under 1/3 over p in [0, 1], so lam only rescales the negative term.
@@ -96,7 +113,11 @@ def _lam(default: float) -> ParamSpec:
 
 def _poly(stem: str, index: int, default: float, what: str) -> ParamSpec:
     return ParamSpec(
-        f"{stem}_{index}", -2.0, 2.0, False, default,
+        f"{stem}_{index}",
+        -2.0,
+        2.0,
+        False,
+        default,
         # Covers the released coefficients (1.0, -1.25, 0.0) with room on both sides, and PolyLoss's
         # (whose Taylor-coefficient idea RAL uses) useful region of the leading coefficient (>= -1,
         # where -1 cancels the leading term). The losses keep finite gradients for |coef| <= 5: the limit.
@@ -110,7 +131,11 @@ BCE: tuple[ParamSpec, ...] = ()
 
 FOCAL = (
     ParamSpec(
-        "gamma", 0.0, 5.0, False, 2.0,
+        "gamma",
+        0.0,
+        5.0,
+        False,
+        2.0,
         # Lin et al. (2017) ablate gamma in {0, 0.1, 0.2, 0.5, 1, 2, 5}; 0 is BCE.
         doc="focusing exponent, weight (1-p_t)^gamma on both positives and negatives",
         limits=(0.0, INF),
@@ -122,14 +147,22 @@ ASL = (_gamma_pos(1.0), _gamma_neg(4.0), _clip(0.05))
 HILL = (
     _lam(1.5),
     ParamSpec(
-        "margin", 0.0, 2.0, False, 1.0,
+        "margin",
+        0.0,
+        2.0,
+        False,
+        1.0,
         # 0 removes the margin (a focal-like positive term); 2 keeps the default 1 centred. A negative
         # margin would reward positives that are already confident, so limits start at 0.
         doc="logit margin on positives, p_m = sigmoid(x - margin)",
         limits=(0.0, INF),
     ),
     ParamSpec(
-        "gamma", 0.0, 4.0, False, 2.0,
+        "gamma",
+        0.0,
+        4.0,
+        False,
+        2.0,
         # Same role as ASL's gamma_pos (focal weight on positives); the same [0, 4] range.
         doc="focusing exponent on positives, weight (1-p_m)^gamma",
         limits=(0.0, INF),
@@ -143,21 +176,37 @@ def ral(n_alpha: int = 2, n_beta: int = 1) -> tuple[ParamSpec, ...]:
     Coefficients beyond the released ones default to 0, which leaves the loss unchanged; fewer than
     the released ones truncate the polynomial (the defaults then no longer reproduce the paper).
     """
-    alpha = [_poly("alpha", m + 1, RAL_ALPHA_DEFAULT[m] if m < len(RAL_ALPHA_DEFAULT) else 0.0, f"(1-p)^{m + 1} on positives") for m in range(n_alpha)]
-    beta = [_poly("beta", n + 1, RAL_BETA_DEFAULT[n] if n < len(RAL_BETA_DEFAULT) else 0.0, f"q^{n + 1} on negatives") for n in range(n_beta)]
+    alpha = [
+        _poly(
+            "alpha", m + 1, RAL_ALPHA_DEFAULT[m] if m < len(RAL_ALPHA_DEFAULT) else 0.0, f"(1-p)^{m + 1} on positives"
+        )
+        for m in range(n_alpha)
+    ]
+    beta = [
+        _poly("beta", n + 1, RAL_BETA_DEFAULT[n] if n < len(RAL_BETA_DEFAULT) else 0.0, f"q^{n + 1} on negatives")
+        for n in range(n_beta)
+    ]
     return (_gamma_pos(0.0), _gamma_neg(4.0), _clip(0.05), _lam(1.5), *alpha, *beta)
 
 
 NUISANCE = (
     ParamSpec(
-        "lr", 1e-4, 1e-1, True, 1e-3,
+        "lr",
+        1e-4,
+        1e-1,
+        True,
+        1e-3,
         # Three decades around AdamW's usual 1e-3 (runners.config.TrainConfig.lr): from too slow to
         # learn in a short schedule to the edge of divergence for a linear head.
         doc="optimiser learning rate (runners.config.TrainConfig.lr)",
         limits=(0.0, INF),
     ),
     ParamSpec(
-        "weight_decay", 1e-6, 1e-1, True, 1e-4,
+        "weight_decay",
+        1e-6,
+        1e-1,
+        True,
+        1e-4,
         # From negligible to strong decoupled decay; TrainConfig's default 1e-4 inside.
         doc="optimiser weight decay (runners.config.TrainConfig.weight_decay)",
         limits=(0.0, INF),

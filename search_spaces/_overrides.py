@@ -63,7 +63,9 @@ def apply(path: str | os.PathLike, loss: str, specs: tuple[ParamSpec, ...]) -> O
     by_name = {s.name: s for s in specs}
     file_loss = doc.get("loss")
     if file_loss is not None and file_loss != loss:
-        raise ValueError(f"{path}: the file is for loss {file_loss!r} but the study's loss is {loss!r}; fix 'loss =' or pass the right file")
+        raise ValueError(
+            f"{path}: the file is for loss {file_loss!r} but the study's loss is {loss!r}; fix 'loss =' or pass the right file"
+        )
 
     fixed: dict[str, float] = {}
     new_specs = dict(by_name)
@@ -71,20 +73,30 @@ def apply(path: str | os.PathLike, loss: str, specs: tuple[ParamSpec, ...]) -> O
         if key in _TOP_LEVEL_KEYS:
             continue
         if not isinstance(table, dict) and key in by_name:
-            raise ValueError(f"{path}: {key} = {table!r} must be a table: write [{key}] and then 'fixed = {table!r}' or low/high")
+            raise ValueError(
+                f"{path}: {key} = {table!r} must be a table: write [{key}] and then 'fixed = {table!r}' or low/high"
+            )
         if not isinstance(table, dict):
-            raise ValueError(f"{path}: unknown top-level key {key!r}; allowed: {', '.join(_TOP_LEVEL_KEYS)} and one [table] per parameter")
+            raise ValueError(
+                f"{path}: unknown top-level key {key!r}; allowed: {', '.join(_TOP_LEVEL_KEYS)} and one [table] per parameter"
+            )
         if key not in by_name:
             hint = " (lr and weight_decay need nuisance mode: --nuisance)" if key in ("lr", "weight_decay") else ""
-            raise ValueError(f"{path}: [{key}] is not a parameter of the {loss!r} space{hint}; parameters: {', '.join(by_name)}")
+            raise ValueError(
+                f"{path}: [{key}] is not a parameter of the {loss!r} space{hint}; parameters: {', '.join(by_name)}"
+            )
         unknown = set(table) - set(_PARAM_KEYS)
         if unknown:
-            raise ValueError(f"{path}: [{key}] unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(_PARAM_KEYS)}")
+            raise ValueError(
+                f"{path}: [{key}] unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(_PARAM_KEYS)}"
+            )
         spec = by_name[key]
         if "fixed" in table:
             others = set(table) - {"fixed"}
             if others:
-                raise ValueError(f"{path}: [{key}] 'fixed' holds the parameter at one value; remove {', '.join(sorted(others))}")
+                raise ValueError(
+                    f"{path}: [{key}] 'fixed' holds the parameter at one value; remove {', '.join(sorted(others))}"
+                )
             value = _number(path, key, "fixed", table["fixed"])
             lo, hi = spec.limits
             if not lo <= value <= hi:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import optuna
@@ -92,7 +93,7 @@ class ParamSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ParamSpec":
+    def from_dict(cls, d: dict[str, Any]) -> ParamSpec:
         d = dict(d)
         limits = d.pop("limits", None)
         lo, hi = limits if limits is not None else (None, None)  # null: unbounded on that side
@@ -158,7 +159,9 @@ class SearchSpace:
         """
         u = np.asarray(u, dtype=float).reshape(-1)
         if u.shape[0] != self.dim:
-            raise ValueError(f"a point of the {self.loss!r} space needs {self.dim} coordinates {self.names}, got {u.shape[0]}")
+            raise ValueError(
+                f"a point of the {self.loss!r} space needs {self.dim} coordinates {self.names}, got {u.shape[0]}"
+            )
         if not np.all((u >= 0.0) & (u <= 1.0)):
             raise ValueError(f"unit-cube coordinates must lie in [0, 1], got {u.tolist()}")
         return {p.name: p.from_unit(float(x)) for p, x in zip(self.params, u)}
@@ -245,10 +248,12 @@ class SearchSpace:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SearchSpace":
+    def from_dict(cls, d: dict[str, Any]) -> SearchSpace:
         fmt = d.get("format", SPACE_FORMAT)
         if fmt != SPACE_FORMAT:
-            raise ValueError(f"search space format {fmt} is not supported by this lossweep (expects {SPACE_FORMAT}); upgrade lossweep")
+            raise ValueError(
+                f"search space format {fmt} is not supported by this lossweep (expects {SPACE_FORMAT}); upgrade lossweep"
+            )
         return cls(
             loss=str(d["loss"]),
             mode=str(d["mode"]),

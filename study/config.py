@@ -23,7 +23,13 @@ STORE_FORMAT = 1
 
 # Trial settings that do not change a trial's result, so a resumed study (or another machine of a
 # cluster) may differ in them: where it runs, with how many threads, where its cache lives.
-EXECUTION_ONLY = {"trial.device", "trial.num_threads", "trial.cache_dir", "trial.embed_batch_size", "trial.loader_workers"}
+EXECUTION_ONLY = {
+    "trial.device",
+    "trial.num_threads",
+    "trial.cache_dir",
+    "trial.embed_batch_size",
+    "trial.loader_workers",
+}
 # Study settings that may change on resume: the budget may grow, retries may be raised or lowered.
 RESUMABLE = {"n_trials", "max_retries", "space_file"}
 

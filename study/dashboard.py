@@ -17,8 +17,9 @@ import json
 import signal
 import socket
 import sys
+from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import Any, Callable, Iterable
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from study.errors import UsageError, cli_entry
@@ -49,11 +50,17 @@ class ReadOnlyMiddleware:
         if method in SAFE_METHODS:
             return self.app(environ, start_response)
         body = json.dumps(
-            {"reason": f"this lossweep dashboard is read-only: {method} is refused; restart it with --allow-writes to change studies"}
+            {
+                "reason": f"this lossweep dashboard is read-only: {method} is refused; restart it with --allow-writes to change studies"
+            }
         ).encode()
         start_response(
             "403 Forbidden",
-            [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Allow", ", ".join(sorted(SAFE_METHODS)))],
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Allow", ", ".join(sorted(SAFE_METHODS))),
+            ],
         )
         return [body]
 
@@ -111,8 +118,15 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help=f"store URL (default: ${ENV_VAR}, else {DEFAULT_STORAGE})",
     )
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST}, this machine only)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on; 0 picks a free one (default: {DEFAULT_PORT})")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST}, this machine only)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port to listen on; 0 picks a free one (default: {DEFAULT_PORT})",
+    )
     parser.add_argument(
         "--allow-writes",
         action="store_true",
@@ -147,13 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = make_server(args.host, args.port, app, server_class=server_class, handler_class=handler_class)
     except OSError as exc:
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; pick another --port or --host") from None
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; pick another --port or --host"
+        ) from None
 
     port = server.server_address[1]
     if not is_loopback(args.host):
         print(
             f"{PROG}: warning: listening on {args.host}, reachable from other machines; optuna-dashboard has no "
-            "authentication" + ("" if not args.allow_writes else " and --allow-writes lets anyone change or delete studies"),
+            "authentication"
+            + ("" if not args.allow_writes else " and --allow-writes lets anyone change or delete studies"),
             file=sys.stderr,
             flush=True,
         )

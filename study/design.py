@@ -44,9 +44,10 @@ import contextlib
 import hashlib
 import math
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import optuna
@@ -158,7 +159,9 @@ def is_finished(trial: TrialLike) -> bool:
 
 def counts_as_attempt(trial: TrialLike) -> bool:
     """A failed attempt that counts against the retry bound (an interruption by the user does not)."""
-    return trial.state == TrialState.FAIL and not is_diverged(trial) and trial.user_attrs.get("fail_reason") != INTERRUPTED
+    return (
+        trial.state == TrialState.FAIL and not is_diverged(trial) and trial.user_attrs.get("fail_reason") != INTERRUPTED
+    )
 
 
 @dataclass
@@ -173,7 +176,7 @@ class Ledger:
     previous: dict[int, TrialLike] = field(default_factory=dict)  # the last failed attempt per index
 
     @classmethod
-    def from_trials(cls, trials: Sequence[TrialLike], n_trials: int, max_retries: int) -> "Ledger":
+    def from_trials(cls, trials: Sequence[TrialLike], n_trials: int, max_retries: int) -> Ledger:
         ledger = cls(n_trials=n_trials, max_retries=max_retries)
         for t in trials:
             k = t.user_attrs.get(DESIGN_INDEX_ATTR)
@@ -190,7 +193,9 @@ class Ledger:
         return ledger
 
     def exhausted(self) -> list[int]:
-        return sorted(k for k, n in self.attempts.items() if n > self.max_retries and k not in self.finished and k < self.n_trials)
+        return sorted(
+            k for k, n in self.attempts.items() if n > self.max_retries and k not in self.finished and k < self.n_trials
+        )
 
     def n_finished(self) -> int:
         return sum(1 for k in self.finished if k < self.n_trials)
@@ -233,7 +238,9 @@ def claim_lock(storage: optuna.storages.RDBStorage, study_name: str, timeout: fl
 
         database = engine.url.database
         if not database or database == ":memory:":
-            raise ValueError("an in-memory SQLite store cannot be shared by worker processes; give a file, e.g. sqlite:///lossweep.db")
+            raise ValueError(
+                "an in-memory SQLite store cannot be shared by worker processes; give a file, e.g. sqlite:///lossweep.db"
+            )
         with filelock.FileLock(str(Path(database).resolve()) + ".lock", timeout=timeout):
             yield
         return

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import statistics
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence, TextIO
+from typing import Any, TextIO
 
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
@@ -25,7 +26,16 @@ def format_params(params: dict[str, Any]) -> str:
 class Progress:
     """The progress bar (ETA, best mAP so far) and the per-trial log lines."""
 
-    def __init__(self, study_name: str, n_trials: int, finished: int, best: float | None, *, quiet: bool = False, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        study_name: str,
+        n_trials: int,
+        finished: int,
+        best: float | None,
+        *,
+        quiet: bool = False,
+        stream: TextIO | None = None,
+    ) -> None:
         self.quiet = quiet
         self.stream = stream or sys.stderr
         self.best = best
@@ -56,7 +66,9 @@ class Progress:
     def trial_finished(self, event: dict[str, Any]) -> None:
         status = event["status"]
         outcome = f"mAP {event['value']:.4f}" if status == "complete" else f"{status}: {event.get('fail_reason')}"
-        self.log(f"trial {event['number']:>4} (design {event['design_index']}) {format_params(event['params'])}  {outcome}  {event['seconds']:.1f}s")
+        self.log(
+            f"trial {event['number']:>4} (design {event['design_index']}) {format_params(event['params'])}  {outcome}  {event['seconds']:.1f}s"
+        )
         if status == "complete" and event["value"] is not None and (self.best is None or event["value"] > self.best):
             self.best = float(event["value"])
             self._show_best()
@@ -87,7 +99,7 @@ class Summary:
     best_number: int | None = None
 
     @classmethod
-    def from_trials(cls, study_name: str, trials: Sequence[FrozenTrial], n_trials: int, max_retries: int) -> "Summary":
+    def from_trials(cls, study_name: str, trials: Sequence[FrozenTrial], n_trials: int, max_retries: int) -> Summary:
         ledger = Ledger.from_trials(trials, n_trials, max_retries)
         finished = [t for k, t in ledger.finished.items() if k < n_trials]
         complete = [t for t in finished if t.state == TrialState.COMPLETE and t.value is not None]

@@ -23,9 +23,10 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import optuna
 
@@ -81,29 +82,104 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     study = parser.add_argument_group("study")
-    study.add_argument("--loss", required=True, help=f"loss to study, or a comma list run one after the other into separate studies; one of {', '.join(LOSSES)}")
-    study.add_argument("--trials", type=int, required=True, metavar="N", help="finished trials the study should hold (a rerun continues up to N)")
-    study.add_argument("--storage", default=None, metavar="URL", help=f"Optuna store (default: ${ENV_VAR}, else {DEFAULT_STORAGE})")
-    study.add_argument("--study-name", default=None, metavar="NAME", help="study name (default: <loss>-<data>-<protocol>-<space mode>, e.g. ral-synthetic-linear-probe-full; with several losses the loss is appended to a given name)")
-    study.add_argument("--sampler", choices=SAMPLERS, default="qmc", help="qmc: scrambled Sobol design; random: seeded uniform design; grid: full-factorial grid (--trials must be a grid size); tpe: Optuna's TPE (default: qmc)")
+    study.add_argument(
+        "--loss",
+        required=True,
+        help=f"loss to study, or a comma list run one after the other into separate studies; one of {', '.join(LOSSES)}",
+    )
+    study.add_argument(
+        "--trials",
+        type=int,
+        required=True,
+        metavar="N",
+        help="finished trials the study should hold (a rerun continues up to N)",
+    )
+    study.add_argument(
+        "--storage", default=None, metavar="URL", help=f"Optuna store (default: ${ENV_VAR}, else {DEFAULT_STORAGE})"
+    )
+    study.add_argument(
+        "--study-name",
+        default=None,
+        metavar="NAME",
+        help="study name (default: <loss>-<data>-<protocol>-<space mode>, e.g. ral-synthetic-linear-probe-full; with several losses the loss is appended to a given name)",
+    )
+    study.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="qmc",
+        help="qmc: scrambled Sobol design; random: seeded uniform design; grid: full-factorial grid (--trials must be a grid size); tpe: Optuna's TPE (default: qmc)",
+    )
     study.add_argument("--seed", type=int, default=0, help="seed of the design and of training (default: 0)")
-    study.add_argument("--replicates", type=int, default=1, metavar="R", help="training runs per trial, averaged (default: 1)")
-    study.add_argument("--max-retries", type=int, default=2, metavar="K", help="retries of a point whose trial raised an error or lost its worker (default: 2)")
+    study.add_argument(
+        "--replicates", type=int, default=1, metavar="R", help="training runs per trial, averaged (default: 1)"
+    )
+    study.add_argument(
+        "--max-retries",
+        type=int,
+        default=2,
+        metavar="K",
+        help="retries of a point whose trial raised an error or lost its worker (default: 2)",
+    )
     space = parser.add_argument_group("search space")
-    space.add_argument("--space", default=None, metavar="FILE", help="TOML file overriding ranges, scales and defaults, or fixing parameters (default: none)")
-    space.add_argument("--space-mode", choices=MODES, default="full", help="full: every loss hyperparameter; matched: only the ones ASL and RAL share; seeds: none, the seed-noise study (default: full)")
+    space.add_argument(
+        "--space",
+        default=None,
+        metavar="FILE",
+        help="TOML file overriding ranges, scales and defaults, or fixing parameters (default: none)",
+    )
+    space.add_argument(
+        "--space-mode",
+        choices=MODES,
+        default="full",
+        help="full: every loss hyperparameter; matched: only the ones ASL and RAL share; seeds: none, the seed-noise study (default: full)",
+    )
     space.add_argument("--nuisance", action="store_true", help="also sweep lr and weight_decay (default: off)")
-    space.add_argument("--n-alpha", type=int, default=2, metavar="M", help="RAL: polynomial terms on positives (default: 2)")
-    space.add_argument("--n-beta", type=int, default=1, metavar="N", help="RAL: polynomial terms on negatives (default: 1)")
+    space.add_argument(
+        "--n-alpha", type=int, default=2, metavar="M", help="RAL: polynomial terms on positives (default: 2)"
+    )
+    space.add_argument(
+        "--n-beta", type=int, default=1, metavar="N", help="RAL: polynomial terms on negatives (default: 1)"
+    )
     execution = parser.add_argument_group("execution")
-    execution.add_argument("--devices", default="auto", help="comma list of cpu, cuda, cuda:N, mps; auto = every visible GPU, or cpu when none (default: auto)")
-    execution.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes per device (default: 1)")
-    execution.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="start no new trial after this many seconds; running trials finish (default: none)")
-    execution.add_argument("--heartbeat-interval", type=int, default=10, metavar="SECONDS", help="seconds between a running trial's heartbeats (default: 10)")
-    execution.add_argument("--grace-period", type=int, default=60, metavar="SECONDS", help="a running trial without heartbeat for this long is failed and retried (default: 60)")
+    execution.add_argument(
+        "--devices",
+        default="auto",
+        help="comma list of cpu, cuda, cuda:N, mps; auto = every visible GPU, or cpu when none (default: auto)",
+    )
+    execution.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="worker processes per device (default: 1)"
+    )
+    execution.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no new trial after this many seconds; running trials finish (default: none)",
+    )
+    execution.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=10,
+        metavar="SECONDS",
+        help="seconds between a running trial's heartbeats (default: 10)",
+    )
+    execution.add_argument(
+        "--grace-period",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="a running trial without heartbeat for this long is failed and retried (default: 60)",
+    )
     output = parser.add_argument_group("output")
-    output.add_argument("--report", default=None, metavar="PATH", help=f"write an HTML report of the studies run here (default: none; {DEFAULT_REPORT} when several losses are given)")
-    output.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines, only warnings and the summary")
+    output.add_argument(
+        "--report",
+        default=None,
+        metavar="PATH",
+        help=f"write an HTML report of the studies run here (default: none; {DEFAULT_REPORT} when several losses are given)",
+    )
+    output.add_argument(
+        "--quiet", action="store_true", help="no progress bar or per-trial lines, only warnings and the summary"
+    )
     add_trial_arguments(parser)
     return parser
 
@@ -150,7 +226,11 @@ def parse_devices(text: str) -> list[str]:
         if x.startswith("cuda"):
             index = int(x.split(":")[1]) if ":" in x else 0
             if index >= n_gpus:
-                raise UsageError(f"--devices {x}: this machine has {n_gpus} visible CUDA GPU(s); use cuda:0..cuda:{n_gpus - 1}, auto or cpu" if n_gpus else f"--devices {x}: no CUDA GPU is visible here; use cpu or auto")
+                raise UsageError(
+                    f"--devices {x}: this machine has {n_gpus} visible CUDA GPU(s); use cuda:0..cuda:{n_gpus - 1}, auto or cpu"
+                    if n_gpus
+                    else f"--devices {x}: no CUDA GPU is visible here; use cpu or auto"
+                )
         if x == "mps" and not torch.backends.mps.is_available():
             raise UsageError("--devices mps: Apple's MPS backend is not available here; use cpu or auto")
     return ["cuda:0" if x == "cuda" else x for x in items]
@@ -164,7 +244,9 @@ def check_reachable(url: str) -> None:
     if parsed.get_backend_name() == "sqlite":
         folder = Path(os.path.expanduser(str(parsed.database))).resolve().parent
         if not folder.is_dir():
-            raise UsageError(f"cannot open the study store at {redact(url)}: directory {folder} does not exist; create it first")
+            raise UsageError(
+                f"cannot open the study store at {redact(url)}: directory {folder} does not exist; create it first"
+            )
         return
     engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 10}, poolclass=sqlalchemy.pool.NullPool)
     try:
@@ -231,7 +313,9 @@ def make_plans(args: argparse.Namespace) -> list[Plan]:
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout}")
     if args.heartbeat_interval < 1 or args.grace_period <= args.heartbeat_interval:
-        raise UsageError(f"need --heartbeat-interval >= 1 and --grace-period > --heartbeat-interval, got {args.heartbeat_interval} and {args.grace_period}")
+        raise UsageError(
+            f"need --heartbeat-interval >= 1 and --grace-period > --heartbeat-interval, got {args.heartbeat_interval} and {args.grace_period}"
+        )
     if args.space is not None and not Path(args.space).is_file():
         raise UsageError(f"--space {args.space}: no such file")
     if args.study_name is not None and not args.study_name.strip():
@@ -239,7 +323,14 @@ def make_plans(args: argparse.Namespace) -> list[Plan]:
     trial = trial_config_from_args(args)
     plans = []
     for loss in losses:
-        space = get_space(loss, args.space_mode, nuisance=args.nuisance, n_alpha=args.n_alpha, n_beta=args.n_beta, overrides=args.space)
+        space = get_space(
+            loss,
+            args.space_mode,
+            nuisance=args.nuisance,
+            n_alpha=args.n_alpha,
+            n_beta=args.n_beta,
+            overrides=args.space,
+        )
         config = StudyConfig(
             loss=loss,
             n_trials=args.trials,
@@ -323,7 +414,15 @@ def threads_per_worker(n_workers: int) -> int:
 class Runner:
     """Starts the workers of one study, relays their events to the progress display, handles signals."""
 
-    def __init__(self, plan: Plan, url: str, storage: optuna.storages.RDBStorage, study: optuna.Study, slots: list[str], args: argparse.Namespace) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        url: str,
+        storage: optuna.storages.RDBStorage,
+        study: optuna.Study,
+        slots: list[str],
+        args: argparse.Namespace,
+    ) -> None:
         self.plan, self.url, self.storage, self.study, self.args = plan, url, storage, study, args
         self.slots = slots
         self.study_id = storage.get_study_id_from_name(plan.name)
@@ -338,7 +437,9 @@ class Runner:
         self.timed_out = False
 
     def ledger(self) -> Ledger:
-        return Ledger.from_trials(ledger_rows(self.storage, self.study_id), self.plan.config.n_trials, self.plan.config.max_retries)
+        return Ledger.from_trials(
+            ledger_rows(self.storage, self.study_id), self.plan.config.n_trials, self.plan.config.max_retries
+        )
 
     def spec(self, slot: int) -> Any:
         from .worker import WorkerSpec
@@ -366,7 +467,12 @@ class Runner:
     def start(self, slot: int) -> None:
         from . import worker
 
-        process = self.context.Process(target=worker.main, args=(self.spec(slot), self.events, self.stop), name=f"lossweep-worker-{slot}", daemon=False)
+        process = self.context.Process(
+            target=worker.main,
+            args=(self.spec(slot), self.events, self.stop),
+            name=f"lossweep-worker-{slot}",
+            daemon=False,
+        )
         process.start()
         self.processes[slot] = process
 
@@ -374,7 +480,9 @@ class Runner:
         deadline = None if self.args.timeout is None else time.monotonic() + self.args.timeout
         for slot in range(len(self.slots)):
             self.start(slot)
-        progress.log(f"{len(self.slots)} worker(s) on {', '.join(sorted(set(self.slots)))} -> study {self.plan.name!r} in {redact(self.url)}")
+        progress.log(
+            f"{len(self.slots)} worker(s) on {', '.join(sorted(set(self.slots)))} -> study {self.plan.name!r} in {redact(self.url)}"
+        )
         while True:
             try:
                 event = self.events.get(timeout=0.5)
@@ -409,7 +517,9 @@ class Runner:
                 continue
             code = process.exitcode
             why = f"signal {-code}" if code < 0 else f"exit code {code}"
-            progress.warn(f"worker {slot} (pid {process.pid}) died ({why}); its trial is failed after --grace-period {self.args.grace_period}s and retried")
+            progress.warn(
+                f"worker {slot} (pid {process.pid}) died ({why}); its trial is failed after --grace-period {self.args.grace_period}s and retried"
+            )
             ledger = self.ledger()
             if self.restarts[slot] < MAX_RESTARTS and (ledger.next_free() is not None or ledger.held_by_others()):
                 self.restarts[slot] += 1
@@ -438,7 +548,9 @@ class Runner:
         self.stop.set()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the clean-up
         try:
-            progress.warn("interrupted: stopping workers; running trials are stored as interrupted (rerun the same command to resume)")
+            progress.warn(
+                "interrupted: stopping workers; running trials are stored as interrupted (rerun the same command to resume)"
+            )
             for process in self.processes.values():
                 if process.is_alive() and process.pid is not None:
                     try:
@@ -477,7 +589,14 @@ class Runner:
                 pass
 
 
-def run_plan(plan: Plan, url: str, storage: optuna.storages.RDBStorage, study: optuna.Study, slots: list[str], args: argparse.Namespace) -> tuple[Summary, str]:
+def run_plan(
+    plan: Plan,
+    url: str,
+    storage: optuna.storages.RDBStorage,
+    study: optuna.Study,
+    slots: list[str],
+    args: argparse.Namespace,
+) -> tuple[Summary, str]:
     """Run one study to its budget; returns its summary and how it ended."""
     config = plan.config
     with warnings.catch_warnings():
@@ -488,9 +607,16 @@ def run_plan(plan: Plan, url: str, storage: optuna.storages.RDBStorage, study: o
     best = max((t.value for t in ledger.finished.values() if t.value is not None), default=None)
     outcome = "complete"
     if ledger.next_free() is None and not ledger.held_by_others():
-        print(f"{PROG}: study {plan.name!r} already holds {done} of {config.n_trials} trials; nothing to run", file=sys.stderr)
+        print(
+            f"{PROG}: study {plan.name!r} already holds {done} of {config.n_trials} trials; nothing to run",
+            file=sys.stderr,
+        )
     else:
-        free = sum(1 for k in range(config.n_trials) if k not in ledger.finished and k not in ledger.running and ledger.attempts[k] <= config.max_retries)
+        free = sum(
+            1
+            for k in range(config.n_trials)
+            if k not in ledger.finished and k not in ledger.running and ledger.attempts[k] <= config.max_retries
+        )
         slots = slots[: max(1, min(len(slots), free))]  # no idle processes for the last few trials
         runner = Runner(plan, url, storage, study, slots, args)
         progress = Progress(plan.name, config.n_trials, done, best, quiet=args.quiet)
@@ -529,7 +655,10 @@ def build_report(url: str, studies: list[str], output: str) -> Path | None:
     except UsageError:
         raise
     except Exception as exc:  # the studies are safe in the store; `python -m reports.build` can retry
-        print(f"{PROG}: warning: no report written ({type(exc).__name__}: {exc}); the studies are in the store, run `python -m reports.build` to retry", file=sys.stderr)
+        print(
+            f"{PROG}: warning: no report written ({type(exc).__name__}: {exc}); the studies are in the store, run `python -m reports.build` to retry",
+            file=sys.stderr,
+        )
         return None
 
 
@@ -562,7 +691,10 @@ def _main(args: argparse.Namespace) -> int:
     import runners  # torch: prepares (and caches) the data set and embeddings once, before workers start
 
     first = plans[0].config.trial
-    prepared = runners.prepare(dataclasses.replace(first, device=devices[0], num_threads=first.num_threads or threads_per_worker(1)), progress=not args.quiet)
+    prepared = runners.prepare(
+        dataclasses.replace(first, device=devices[0], num_threads=first.num_threads or threads_per_worker(1)),
+        progress=not args.quiet,
+    )
 
     storage = open_storage(url, heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
     attrs = {plan.name: plan.attrs(prepared) for plan in plans}
@@ -583,7 +715,10 @@ def _main(args: argparse.Namespace) -> int:
             print(f"{PROG}: {outcome}", file=sys.stderr)
             return 1
         if outcome in ("timeout", "incomplete"):
-            print(f"{PROG}: study {plan.name!r} stopped with {summary.finished} of {plan.config.n_trials} trials ({outcome}); run the same command again to continue", file=sys.stderr)
+            print(
+                f"{PROG}: study {plan.name!r} stopped with {summary.finished} of {plan.config.n_trials} trials ({outcome}); run the same command again to continue",
+                file=sys.stderr,
+            )
         print()
 
     report = args.report or (DEFAULT_REPORT if len(plans) > 1 else None)

@@ -15,7 +15,8 @@ import inspect
 import os
 import re
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 import sqlalchemy
@@ -110,7 +111,9 @@ def resolve_url(url: str | None = None) -> str:
 def _short_reason(exc: BaseException, url: URL) -> str:
     """One line, no password, saying why the store could not be opened."""
     if isinstance(exc, (ImportError, sqlalchemy.exc.NoSuchModuleError)):
-        return f"the database driver for {url.drivername} is not installed (for PostgreSQL: pip install 'psycopg[binary]')"
+        return (
+            f"the database driver for {url.drivername} is not installed (for PostgreSQL: pip install 'psycopg[binary]')"
+        )
     cause = getattr(exc, "orig", None) or exc
     text = str(cause).strip()
     if isinstance(exc, RuntimeError) and "optuna storage upgrade" in text:
@@ -166,9 +169,13 @@ def open_storage(
         path = _sqlite_path(parsed)
         folder = os.path.dirname(path)
         if read_only and not os.path.isfile(path):
-            raise UsageError(f"no lossweep store at {shown}: {path} does not exist; run `python -m study.run` first or pass --storage")
+            raise UsageError(
+                f"no lossweep store at {shown}: {path} does not exist; run `python -m study.run` first or pass --storage"
+            )
         if not os.path.isdir(folder):
-            raise UsageError(f"cannot open the study store at {shown}: directory {folder} does not exist; create it first")
+            raise UsageError(
+                f"cannot open the study store at {shown}: directory {folder} does not exist; create it first"
+            )
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     elif parsed.get_backend_name() == "postgresql":
         # pool_pre_ping: a worker idle through a long trial finds its pooled connection dropped by
@@ -182,7 +189,9 @@ def open_storage(
             engine = sqlalchemy.create_engine(rendered, **engine_kwargs)
             try:
                 if read_only and not _has_optuna_tables(engine):
-                    raise UsageError(f"no lossweep store at {shown}: the database holds no Optuna study tables; run `python -m study.run` first")
+                    raise UsageError(
+                        f"no lossweep store at {shown}: the database holds no Optuna study tables; run `python -m study.run` first"
+                    )
                 if not read_only and not _is_memory(parsed):
                     _enable_wal(engine)
             finally:

@@ -55,7 +55,13 @@ def _session(storage: Any):
     return _create_scoped_session(storage.scoped_session)
 
 
-def write_result(storage: optuna.storages.RDBStorage, trial_id: int, user_attrs: dict[str, Any], state: TrialState, value: float | None) -> bool:
+def write_result(
+    storage: optuna.storages.RDBStorage,
+    trial_id: int,
+    user_attrs: dict[str, Any],
+    state: TrialState,
+    value: float | None,
+) -> bool:
     """Store ``user_attrs``, ``value`` (COMPLETE only) and the finished ``state`` of a RUNNING trial.
 
     Returns False, writing nothing, when the trial is already finished (another worker failed it as
@@ -78,7 +84,9 @@ def write_result(storage: optuna.storages.RDBStorage, trial_id: int, user_attrs:
     return True
 
 
-def _write_batched(storage: Any, models: Any, trial_id: int, user_attrs: dict[str, Any], state: TrialState, value: float | None) -> None:
+def _write_batched(
+    storage: Any, models: Any, trial_id: int, user_attrs: dict[str, Any], state: TrialState, value: float | None
+) -> None:
     import sqlalchemy
 
     attrs = models.TrialUserAttributeModel
@@ -89,7 +97,10 @@ def _write_batched(storage: Any, models: Any, trial_id: int, user_attrs: dict[st
         storage.check_trial_is_updatable(trial_id, trial.state)
         # One DELETE and one multi-row INSERT: an upsert of every key in two statements.
         session.execute(sqlalchemy.delete(attrs).where(attrs.trial_id == trial_id, attrs.key.in_(list(user_attrs))))
-        session.execute(sqlalchemy.insert(attrs), [{"trial_id": trial_id, "key": key, "value_json": json.dumps(attr)} for key, attr in user_attrs.items()])
+        session.execute(
+            sqlalchemy.insert(attrs),
+            [{"trial_id": trial_id, "key": key, "value_json": json.dumps(attr)} for key, attr in user_attrs.items()],
+        )
         if state == TrialState.COMPLETE:
             stored, kind = models.TrialValueModel.value_to_stored_repr(float(value))
             session.add(models.TrialValueModel(trial_id=trial_id, objective=0, value=stored, value_type=kind))
@@ -101,7 +112,10 @@ def ledger_rows(storage: optuna.storages.RDBStorage, study_id: int) -> list[Tria
     """Every trial of the study with its state and the :data:`LEDGER_ATTRS` it has, in one query."""
     models = _models()
     if models is None or not hasattr(storage, "scoped_session"):
-        return [TrialRow(t.number, t.state, {k: t.user_attrs[k] for k in LEDGER_ATTRS if k in t.user_attrs}) for t in storage.get_all_trials(study_id, deepcopy=False)]
+        return [
+            TrialRow(t.number, t.state, {k: t.user_attrs[k] for k in LEDGER_ATTRS if k in t.user_attrs})
+            for t in storage.get_all_trials(study_id, deepcopy=False)
+        ]
     import sqlalchemy
 
     trials, attrs = models.TrialModel, models.TrialUserAttributeModel
@@ -143,6 +157,12 @@ def fail_orphans(storage: optuna.storages.RDBStorage, study_id: int) -> list[int
         orphans = list(session.execute(query))
     failed = []
     for trial_id, number in orphans:
-        if write_result(storage, trial_id, {"status": "failed", "fail_reason": "worker lost before its first heartbeat"}, TrialState.FAIL, None):
+        if write_result(
+            storage,
+            trial_id,
+            {"status": "failed", "fail_reason": "worker lost before its first heartbeat"},
+            TrialState.FAIL,
+            None,
+        ):
             failed.append(number)
     return failed

@@ -82,7 +82,7 @@ class Heartbeat:
             except Exception:  # a transient database error must not kill the trial; the next beat retries
                 pass
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
@@ -110,7 +110,9 @@ class Worker:
         self.space = SearchSpace.from_dict(spec.space)
         self.config = TrialConfig.from_dict(spec.trial)
         self.design = Design(self.space, spec.sampler, spec.seed, spec.n_trials)
-        self.storage = open_storage(spec.storage_url, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.grace_period)
+        self.storage = open_storage(
+            spec.storage_url, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.grace_period
+        )
         self.study = optuna.load_study(study_name=spec.study_name, storage=self.storage, sampler=self._sampler())
         self.study_id = self.storage.get_study_id_from_name(spec.study_name)
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
@@ -120,7 +122,9 @@ class Worker:
     def _sampler(self) -> optuna.samplers.BaseSampler:
         # Only 'tpe' asks Optuna for points; the other samplers' points come from the Design. Each
         # process seeds its TPE differently so parallel workers do not propose the same point.
-        return optuna.samplers.TPESampler(seed=(self.spec.seed * 1000 + self.spec.slot + os.getpid()) % 2**32, n_startup_trials=0, constant_liar=True)
+        return optuna.samplers.TPESampler(
+            seed=(self.spec.seed * 1000 + self.spec.slot + os.getpid()) % 2**32, n_startup_trials=0, constant_liar=True
+        )
 
     # -- signals -------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -146,13 +150,17 @@ class Worker:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(self.study)
             fail_orphans(self.storage, self.study_id)
-            ledger = Ledger.from_trials(ledger_rows(self.storage, self.study_id), self.spec.n_trials, self.spec.max_retries)
+            ledger = Ledger.from_trials(
+                ledger_rows(self.storage, self.study_id), self.spec.n_trials, self.spec.max_retries
+            )
             k = ledger.next_free()
             if k is None:
                 return ledger
             params = self.design.point(k)
             if params is None and k in ledger.previous:  # tpe retry: same parameters as the failed attempt
-                failed = self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, ledger.previous[k].number))
+                failed = self.storage.get_trial(
+                    self.storage.get_trial_id_from_study_id_trial_number(self.study_id, ledger.previous[k].number)
+                )
                 params = dict(failed.params) or None
             system_attrs = {WORKER_ATTR: self.identity}
             if params is None:
@@ -200,7 +208,15 @@ class Worker:
             self.execute(runners, claim)
 
     def execute(self, runners: Any, claim: Claim) -> None:
-        self.events.put({"event": "start", "slot": self.spec.slot, "number": claim.number, "design_index": claim.design_index, "params": claim.params})
+        self.events.put(
+            {
+                "event": "start",
+                "slot": self.spec.slot,
+                "number": claim.number,
+                "design_index": claim.design_index,
+                "params": claim.params,
+            }
+        )
         config = self.config
         overrides = self.space.train_overrides(claim.params)
         if overrides:
@@ -212,7 +228,13 @@ class Worker:
             try:
                 if self._interrupted:  # a signal arrived while claiming
                     raise KeyboardInterrupt
-                result = runners.run_trial(config, self.spec.loss, self.space.loss_params(claim.params), claim.seed, replicates=self.spec.replicates)
+                result = runners.run_trial(
+                    config,
+                    self.spec.loss,
+                    self.space.loss_params(claim.params),
+                    claim.seed,
+                    replicates=self.spec.replicates,
+                )
             except KeyboardInterrupt:
                 self._interrupted = True
                 result = TrialResult(status="failed", fail_reason=INTERRUPTED, seeds=[claim.seed])
@@ -243,7 +265,9 @@ class Worker:
         """Store the result in one transaction; False when another worker already failed this trial as stale."""
         complete = result.status == "complete" and result.value is not None
         state = TrialState.COMPLETE if complete else TrialState.FAIL
-        return write_result(self.storage, claim.trial_id, result.user_attrs(), state, float(result.value) if complete else None)
+        return write_result(
+            self.storage, claim.trial_id, result.user_attrs(), state, float(result.value) if complete else None
+        )
 
 
 def main(spec: WorkerSpec, events: Any, stop: Any) -> None:
@@ -261,6 +285,13 @@ def main(spec: WorkerSpec, events: Any, stop: Any) -> None:
     except KeyboardInterrupt:
         pass
     except BaseException as exc:  # report, then die with a non-zero code so the parent knows
-        events.put({"event": "error", "slot": spec.slot, "message": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+        events.put(
+            {
+                "event": "error",
+                "slot": spec.slot,
+                "message": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
+        )
         raise SystemExit(1)
     events.put({"event": "exit", "slot": spec.slot, "interrupted": bool(worker and worker._interrupted)})

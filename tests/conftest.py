@@ -31,8 +31,14 @@ class Postgres:
     password: str | None  # None: the server does not check passwords (trust auth)
 
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _unavailable(reason: str):
@@ -79,7 +85,11 @@ def password_postgres():
             capture_output=True,
         )
         opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        subprocess.run(_as_postgres([f"{bindir}/pg_ctl", "-D", data, "-l", f"{root}/log", "-w", "-o", opts, "start"]), check=True, capture_output=True)
+        subprocess.run(
+            _as_postgres([f"{bindir}/pg_ctl", "-D", data, "-l", f"{root}/log", "-w", "-o", opts, "start"]),
+            check=True,
+            capture_output=True,
+        )
     except (subprocess.CalledProcessError, OSError) as exc:
         shutil.rmtree(root, ignore_errors=True)
         _unavailable(f"could not start a PostgreSQL cluster: {getattr(exc, 'stderr', b'') or exc}")
@@ -110,7 +120,8 @@ def _database_on(server: Postgres):
 
     name = "lossweep_test_" + secrets.token_hex(4)
     admin = sqlalchemy.create_engine(
-        make_url(server.url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False), isolation_level="AUTOCOMMIT"
+        make_url(server.url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False),
+        isolation_level="AUTOCOMMIT",
     )
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")

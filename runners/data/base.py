@@ -113,7 +113,7 @@ def fingerprint(*parts: Any) -> str:
     return digest.hexdigest()
 
 
-def hash_arrays(digest: "hashlib._Hash", *arrays: np.ndarray) -> None:
+def hash_arrays(digest: hashlib._Hash, *arrays: np.ndarray) -> None:
     """Feed arrays (dtype, shape and bytes) into a running digest."""
     for array in arrays:
         array = np.ascontiguousarray(array)
@@ -133,7 +133,9 @@ def check_dataset(dataset: MultiLabelDataset, source: str) -> MultiLabelDataset:
         )
     for split in dataset.splits.values():
         if split.num_classes != dataset.num_classes:
-            raise ValueError(f"{source}: {split.name} has {split.num_classes} label columns, expected {dataset.num_classes}")
+            raise ValueError(
+                f"{source}: {split.name} has {split.num_classes} label columns, expected {dataset.num_classes}"
+            )
         if not np.isin(split.labels, (0, 1)).all():
             raise ValueError(f"{source}: {split.name} labels must be 0/1")
         if len(split) == 0:
@@ -143,7 +145,11 @@ def check_dataset(dataset: MultiLabelDataset, source: str) -> MultiLabelDataset:
             names = [dataset.class_names[c] for c in empty[:5]]
             raise ValueError(
                 f"{source}: class {names[0]!r} has no positive in the {split.name} split"
-                + (f" ({empty.size} classes lack one: {names}{'...' if empty.size > 5 else ''})" if empty.size > 1 else "")
+                + (
+                    f" ({empty.size} classes lack one: {names}{'...' if empty.size > 5 else ''})"
+                    if empty.size > 1
+                    else ""
+                )
                 + "; drop it (label_columns), merge splits, or re-split with a seed"
             )
     return dataset

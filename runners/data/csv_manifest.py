@@ -31,9 +31,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -147,9 +148,7 @@ def _read_manifest(path: Path) -> pd.DataFrame:
 
 def _require_column(frame: pd.DataFrame, column: str, source: Path, role: str) -> None:
     if column not in frame.columns:
-        raise ValueError(
-            f"{source}: column {column!r} ({role}) not found; the columns are {list(frame.columns)}"
-        )
+        raise ValueError(f"{source}: column {column!r} ({role}) not found; the columns are {list(frame.columns)}")
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,8 @@ Both paths apply the same :class:`ImageTransform`, so a data set gives the same 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -69,7 +69,9 @@ class ImageTransform:
         if x.shape[1] == 3 and self.in_chans == 1:
             x = (x * torch.tensor(_LUMA).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
         if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False)
+            x = F.interpolate(
+                x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False
+            )
         if x.shape[1] == 1 and self.in_chans == 3:
             x = x.expand(-1, 3, -1, -1)
         return ((x - self._stat(self.mean)) / self._stat(self.std)).contiguous()

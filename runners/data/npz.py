@@ -90,7 +90,9 @@ def _class_names(arrays: dict[str, np.ndarray], n_classes: int, source: Path) ->
         return [f"class_{c:02d}" for c in range(n_classes)]
     names = [str(n) for n in np.asarray(arrays["class_names"]).ravel()]
     if len(names) != n_classes or len(set(names)) != len(names):
-        raise ValueError(f"{source}: class_names has {len(names)} (distinct: {len(set(names))}) names for {n_classes} label columns")
+        raise ValueError(
+            f"{source}: class_names has {len(names)} (distinct: {len(set(names))}) names for {n_classes} label columns"
+        )
     return names
 
 
@@ -109,7 +111,9 @@ def load_npz(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset
         images = _images(arrays[f"{name}_images"], f"{name}_images", source)
         values = _label_values(arrays[f"{name}_labels"], f"{name}_labels", source)
         if len(images) != len(values):
-            raise ValueError(f"{source}: {name}_images has {len(images)} images but {name}_labels has {len(values)} rows")
+            raise ValueError(
+                f"{source}: {name}_images has {len(images)} images but {name}_labels has {len(values)} rows"
+            )
         if values.shape[1] != n_classes:
             raise ValueError(f"{source}: {name}_labels has {values.shape[1]} columns but train_labels has {n_classes}")
         labels, mask = apply_uncertain_policy(values, cfg.uncertain)

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 CPU_CHUNK = 1 << 14
 
-ChunkKernel = Callable[[Tensor, Tensor, Optional[Tensor], Optional[Tensor], Optional[Tensor]], Optional[Tensor]]
+ChunkKernel = Callable[[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None], Tensor | None]
 
 
 class _Workspace(threading.local):
@@ -56,7 +56,9 @@ class _Workspace(threading.local):
         buffers = self._buffers.get(key, [])
         if not buffers or buffers[0].numel() < n or len(buffers) < count:
             capacity = max([n] + [b.numel() for b in buffers[:1]])
-            buffers = [torch.empty(capacity, dtype=like.dtype, device=like.device) for _ in range(max(count, len(buffers)))]
+            buffers = [
+                torch.empty(capacity, dtype=like.dtype, device=like.device) for _ in range(max(count, len(buffers)))
+            ]
             self._buffers[key] = buffers
             self._views = {k: v for k, v in self._views.items() if k[:2] != key}
         if len(self._views) > 8:  # lengths seen: the chunk and the last, short chunk of a few batch sizes
@@ -84,7 +86,7 @@ def _below_autograd():
     return guard() if guard is not None else contextlib.nullcontext()
 
 
-def evaluate(kernel: ChunkKernel, x: Tensor, y: Tensor, mask: Optional[Tensor], want_grad: bool, per_element: bool):
+def evaluate(kernel: ChunkKernel, x: Tensor, y: Tensor, mask: Tensor | None, want_grad: bool, per_element: bool):
     """Run ``kernel`` over ``x`` chunk by chunk: (masked sum or flat per-element losses, gradient shaped like x or None).
 
     ``y`` and ``mask`` have x's shape and dtype; all three are flattened here.
@@ -104,10 +106,15 @@ def evaluate(kernel: ChunkKernel, x: Tensor, y: Tensor, mask: Optional[Tensor], 
             sums = []
             for start in range(0, n, step):
                 part = slice(start, start + step)
-                sums.append(kernel(
-                    x[part], y[part], None if mask is None else mask[part],
-                    None if grad is None else grad[part], None if losses is None else losses[part],
-                ))
+                sums.append(
+                    kernel(
+                        x[part],
+                        y[part],
+                        None if mask is None else mask[part],
+                        None if grad is None else grad[part],
+                        None if losses is None else losses[part],
+                    )
+                )
             total = None if per_element else torch.stack(sums).sum()
     return (losses if per_element else total), (None if grad is None else grad.view(shape))
 
@@ -119,7 +126,7 @@ class ClosedFormLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor, mask: Optional[Tensor], compute: Callable) -> Tensor:
+    def forward(ctx, x: Tensor, y: Tensor, mask: Tensor | None, compute: Callable) -> Tensor:
         loss, grad = compute(x, y, mask, True)
         ctx.compute = compute
         ctx.grad = grad
@@ -207,7 +214,7 @@ def shifted_probability(x: Tensor, p: Tensor, clip: float, pt_out: Tensor, q_out
     return p, q_out
 
 
-def negative_weight(base: Tensor, gamma: float, y: Tensor, mask: Optional[Tensor], out: Tensor) -> Tensor:
+def negative_weight(base: Tensor, gamma: float, y: Tensor, mask: Tensor | None, out: Tensor) -> Tensor:
     """``base ** gamma * (1 - y) * mask`` into ``out``."""
     if gamma == 0:
         torch.sub(constant(1.0, y), y, out=out)
@@ -219,7 +226,7 @@ def negative_weight(base: Tensor, gamma: float, y: Tensor, mask: Optional[Tensor
     return out
 
 
-def positive_weight(base: Optional[Tensor], gamma: float, y: Tensor, mask: Optional[Tensor], out: Tensor) -> Tensor:
+def positive_weight(base: Tensor | None, gamma: float, y: Tensor, mask: Tensor | None, out: Tensor) -> Tensor:
     """``base ** gamma * y * mask`` into ``out`` (``y`` itself when there is nothing to multiply)."""
     if gamma == 0:
         return y if mask is None else torch.mul(y, mask, out=out)
@@ -289,7 +296,9 @@ def add_polynomial_slope_(out: Tensor, u: Tensor, coefs: tuple[float, ...], sign
     return out.add_(tmp, alpha=sign)
 
 
-def finish_chunk(r: Tensor, log_p: Tensor, wpos: Optional[Tensor], y: Tensor, mask: Optional[Tensor], loss_out: Optional[Tensor]) -> Optional[Tensor]:
+def finish_chunk(
+    r: Tensor, log_p: Tensor, wpos: Tensor | None, y: Tensor, mask: Tensor | None, loss_out: Tensor | None
+) -> Tensor | None:
     """The end of an asymmetric (ASL / RAL) chunk kernel: weight the positive log-likelihood, blend it
     with the negative term ``r`` by the targets, then write per-element losses or return the masked sum."""
     if wpos is not None:

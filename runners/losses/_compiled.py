@@ -37,15 +37,24 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 ENV_VAR = "LOSSWEEP_COMPILE"
 FUSED_MIN_ELEMENTS = 1 << 15  # "auto": below this the compiled call's fixed cost (~60 us) eats the gain
-_MODES = {"": "auto", "auto": "auto", "1": "on", "on": "on", "true": "on", "0": "off", "off": "off", "false": "off",
-          "aot": "auto"}
+_MODES = {
+    "": "auto",
+    "auto": "auto",
+    "1": "on",
+    "on": "on",
+    "true": "on",
+    "0": "off",
+    "off": "off",
+    "false": "off",
+    "aot": "auto",
+}
 
 # A fused kernel: (x, y, mask or None, scalars, polynomial coefficients...) -> (summed loss, gradient), all 1-D.
 FusedFunction = Callable[..., tuple[Tensor, Tensor]]
@@ -56,8 +65,10 @@ def compile_mode() -> str:
     raw = os.environ.get(ENV_VAR, "")
     mode = _MODES.get(raw.strip().lower())
     if mode is None:
-        raise ValueError(f"environment variable {ENV_VAR}={raw!r} is not understood; set it to 0 (eager kernels), 1 (fused everywhere), "
-                         "or auto (compiled kernels on CPU)")
+        raise ValueError(
+            f"environment variable {ENV_VAR}={raw!r} is not understood; set it to 0 (eager kernels), 1 (fused everywhere), "
+            "or auto (compiled kernels on CPU)"
+        )
     return mode
 
 
@@ -99,7 +110,7 @@ class FusedKernel:
     def __init__(self, function: FusedFunction) -> None:
         self.function = function
         self.failed: dict[str, str] = {}  # device type -> why compiling or running failed there
-        self._compiled: Optional[FusedFunction] = None
+        self._compiled: FusedFunction | None = None
         self._lock = threading.Lock()
 
     def _get(self) -> FusedFunction:
@@ -110,7 +121,7 @@ class FusedKernel:
                     self._compiled = torch.compile(self.function, dynamic=True, fullgraph=True)
         return self._compiled
 
-    def __call__(self, *args: Optional[Tensor]) -> Optional[tuple[Tensor, Tensor]]:
+    def __call__(self, *args: Tensor | None) -> tuple[Tensor, Tensor] | None:
         device_type = args[0].device.type
         if device_type in self.failed:
             return None
@@ -128,7 +139,8 @@ class FusedKernel:
                 f"runners.losses: the fused {self.function.__name__} kernel is unavailable on {device_type} "
                 f"({self.failed[device_type]}); using the eager kernels there for the rest of this process "
                 f"(set {ENV_VAR}=0 to skip the attempt)",
-                RuntimeWarning, stacklevel=3,
+                RuntimeWarning,
+                stacklevel=3,
             )
             return None
 
@@ -176,6 +188,7 @@ def padded(coefs: tuple[float, ...]) -> tuple[float, ...]:
 # Written as plain functional torch code: inductor fuses all of it into one loop, so temporaries are free
 # and only transcendental functions cost (each is ~10x a multiply): the helpers share them.
 
+
 def sigmoid_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(p, 1 - p, log p, log(1 - p))`` for p = sigmoid(x), each to full relative precision.
 
@@ -213,7 +226,9 @@ def horner(u: Tensor, coefs: Tensor) -> tuple[Tensor, Tensor]:
     return value, slope
 
 
-def asymmetric(x: Tensor, y: Tensor, mask: Optional[Tensor], c: Tensor, alpha: Optional[Tensor], beta: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+def asymmetric(
+    x: Tensor, y: Tensor, mask: Tensor | None, c: Tensor, alpha: Tensor | None, beta: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """ASL (``alpha`` and ``beta`` None) or RAL: summed loss and gradient; see ``asl.py`` and ``ral.py``.
 
     ``c`` = (gamma_neg, gamma_pos, clip, eps, lam, through); ``lam`` is unused by ASL and

@@ -28,8 +28,8 @@ import platform
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -85,11 +85,11 @@ class PackagedKernel:
 
     def __init__(self, function: Callable) -> None:
         self.function = function
-        self.failed: Optional[str] = None  # why building failed; no variant is tried again
+        self.failed: str | None = None  # why building failed; no variant is tried again
         self._runners: dict[tuple, Callable[[list[Tensor]], list[Tensor]]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, x: Tensor, y: Tensor, mask: Optional[Tensor], *params: Tensor) -> Optional[tuple[Tensor, Tensor]]:
+    def __call__(self, x: Tensor, y: Tensor, mask: Tensor | None, *params: Tensor) -> tuple[Tensor, Tensor] | None:
         if self.failed is not None:
             return None
         key = (x.dtype, mask is not None, tuple(p.shape[0] for p in params))
@@ -102,7 +102,7 @@ class PackagedKernel:
         total, grad = run(inputs)
         return total, grad
 
-    def _build(self, key: tuple, x: Tensor, y: Tensor, mask: Optional[Tensor], params: tuple[Tensor, ...]):
+    def _build(self, key: tuple, x: Tensor, y: Tensor, mask: Tensor | None, params: tuple[Tensor, ...]):
         with self._lock:
             if key in self._runners:
                 return self._runners[key]
@@ -119,16 +119,19 @@ class PackagedKernel:
                     f"runners.losses: the ahead-of-time compiled {self.function.__name__} kernel is unavailable "
                     f"({self.failed}); using the eager kernels for small batches for the rest of this process "
                     f"(set {_compiled.ENV_VAR}=0 to skip the attempt)",
-                    RuntimeWarning, stacklevel=4,
+                    RuntimeWarning,
+                    stacklevel=4,
                 )
                 return None
             self._runners[key] = run
             return run
 
-    def _package(self, key: tuple, x: Tensor, y: Tensor, mask: Optional[Tensor], params: tuple[Tensor, ...]) -> Path:
+    def _package(self, key: tuple, x: Tensor, y: Tensor, mask: Tensor | None, params: tuple[Tensor, ...]) -> Path:
         """The variant's ``.pt2`` file, compiled now unless an earlier process left it."""
         dtype, with_mask, lengths = key
-        variant = f"{str(dtype).removeprefix('torch.')}-{'mask' if with_mask else 'nomask'}-{'x'.join(map(str, lengths))}"
+        variant = (
+            f"{str(dtype).removeprefix('torch.')}-{'mask' if with_mask else 'nomask'}-{'x'.join(map(str, lengths))}"
+        )
         path = package_dir() / f"{self.function.__name__}-{variant}-{self._source_hash()}.pt2"
         if path.exists():
             return path
@@ -137,8 +140,9 @@ class PackagedKernel:
         rest = tuple(params) if mask is None else (mask, *params)
         rest_shapes = tuple([{0: n}] * (len(rest) - len(params)) + [None] * len(params))
         with torch.no_grad():  # the arguments are (x, y, rest): ``forward``'s varargs are one tuple to export
-            program = torch.export.export(_Exported(self.function, with_mask), (x, y, *rest),
-                                          dynamic_shapes=({0: n}, {0: n}, rest_shapes))
+            program = torch.export.export(
+                _Exported(self.function, with_mask), (x, y, *rest), dynamic_shapes=({0: n}, {0: n}, rest_shapes)
+            )
             # Written under a private name and renamed: processes compiling the same variant at once
             # never load a half-written file.
             partial = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.partial.pt2")
@@ -150,7 +154,9 @@ class PackagedKernel:
         """A hash of everything the library depends on: the kernel's module, ``_compiled``, torch's version and the
         CPU's instruction set (libraries are built for the native one; a cache directory shared by several
         machines must not hand an AVX-512 library to an AVX2 CPU)."""
-        digest = hashlib.sha256(f"{torch.__version__} {platform.machine()} {torch.backends.cpu.get_cpu_capability()}".encode())
+        digest = hashlib.sha256(
+            f"{torch.__version__} {platform.machine()} {torch.backends.cpu.get_cpu_capability()}".encode()
+        )
         for module_file in {inspect.getsourcefile(self.function), _compiled.__file__}:
             digest.update(Path(module_file).read_bytes())
         return digest.hexdigest()[:16]

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ._closed_form import (
-    finish_chunk, indicator, power, shifted_probability, times_floored_slope_, times_sigmoid_slope_, workspace,
+    finish_chunk,
+    indicator,
+    power,
+    shifted_probability,
+    times_floored_slope_,
+    times_sigmoid_slope_,
+    workspace,
 )
 from ._compiled import FusedKernel, asymmetric, fused_gamma, scalars
 from ._packaged import PackagedKernel
@@ -16,7 +22,7 @@ from .base import MultiLabelLoss, real
 from .registry import register_loss
 
 
-def fused_asl(x: Tensor, y: Tensor, mask: Optional[Tensor], c: Tensor) -> tuple[Tensor, Tensor]:
+def fused_asl(x: Tensor, y: Tensor, mask: Tensor | None, c: Tensor) -> tuple[Tensor, Tensor]:
     """Summed ASL and its gradient as one element-wise formula, for ``torch.compile`` (see ``_compiled``)."""
     return asymmetric(x, y, mask, c, None, None)
 
@@ -35,7 +41,14 @@ class AsymmetricLoss(MultiLabelLoss):
     Paper: T. Ridnik et al., "Asymmetric Loss For Multi-Label Classification", ICCV 2021.
     """
 
-    defaults = {"gamma_pos": 1.0, "gamma_neg": 4.0, "clip": 0.05, "eps": 1e-8, "focal_grad": "detach", "reduction": "sum"}
+    defaults = {
+        "gamma_pos": 1.0,
+        "gamma_neg": 4.0,
+        "clip": 0.05,
+        "eps": 1e-8,
+        "focal_grad": "detach",
+        "reduction": "sum",
+    }
     fused_kernel = FusedKernel(fused_asl)
     packaged_kernel = PackagedKernel(fused_asl)
 
@@ -43,16 +56,26 @@ class AsymmetricLoss(MultiLabelLoss):
         params = super().check_params(params)
         params["gamma_pos"] = real(self, params, "gamma_pos", low=0.0, why="a focusing exponent; 0 turns focusing off")
         params["gamma_neg"] = real(self, params, "gamma_neg", low=0.0, why="a focusing exponent; 0 turns focusing off")
-        params["clip"] = real(self, params, "clip", low=0.0, high=1.0, high_open=True, why="a probability shift; 0 turns it off")
-        params["eps"] = real(self, params, "eps", low=0.0, high=1.0, low_open=True, high_open=True, why="the floor of the clamped log")
+        params["clip"] = real(
+            self, params, "clip", low=0.0, high=1.0, high_open=True, why="a probability shift; 0 turns it off"
+        )
+        params["eps"] = real(
+            self, params, "eps", low=0.0, high=1.0, low_open=True, high_open=True, why="the floor of the clamped log"
+        )
         return params
 
     def _fused_inputs(self, like: Tensor) -> tuple[Tensor, ...]:
-        values = (fused_gamma(self.gamma_neg, like), fused_gamma(self.gamma_pos, like), self.clip, self.eps, 0.0,
-                  float(self.focal_grad == "through"))
+        values = (
+            fused_gamma(self.gamma_neg, like),
+            fused_gamma(self.gamma_pos, like),
+            self.clip,
+            self.eps,
+            0.0,
+            float(self.focal_grad == "through"),
+        )
         return (scalars(values, like),)
 
-    def _chunk(self, x: Tensor, y: Tensor, mask: Optional[Tensor], grad_out: Optional[Tensor], loss_out: Optional[Tensor]):
+    def _chunk(self, x: Tensor, y: Tensor, mask: Tensor | None, grad_out: Tensor | None, loss_out: Tensor | None):
         clip, eps, g_neg, g_pos = self.clip, self.eps, self.gamma_neg, self.gamma_pos
         through = self.focal_grad == "through"
         p, pt, q, log_q, w, r, p_floor, log_p, wp, k, t = workspace.take(11, x)

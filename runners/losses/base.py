@@ -13,7 +13,7 @@ import contextlib
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -37,16 +37,18 @@ class MultiLabelLoss(nn.Module):
     defaults: ClassVar[dict[str, Any]] = {"reduction": "sum"}
     # Optional fused (torch.compile) kernel for the summed loss; see ``_compiled``. Losses without one
     # always use their eager ``_chunk``.
-    fused_kernel: ClassVar[Optional[FusedKernel]] = None
+    fused_kernel: ClassVar[FusedKernel | None] = None
     # The same fused function compiled ahead of time, for small CPU batches under LOSSWEEP_COMPILE=aot (``_packaged``).
-    packaged_kernel: ClassVar[Optional[PackagedKernel]] = None
+    packaged_kernel: ClassVar[PackagedKernel | None] = None
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             valid = ", ".join(f"{k}={v!r}" for k, v in self.defaults.items())
-            raise ValueError(f"{self._label()} got unknown parameter(s) {', '.join(unknown)}; valid parameters (defaults): {valid}")
+            raise ValueError(
+                f"{self._label()} got unknown parameter(s) {', '.join(unknown)}; valid parameters (defaults): {valid}"
+            )
         checked = self.check_params({**self.defaults, **params})
         self._params = checked
         for key, value in checked.items():
@@ -73,7 +75,7 @@ class MultiLabelLoss(nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in self._params.items())
 
     # --- computing ------------------------------------------------------------------------------
-    def forward(self, logits: Tensor, targets: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
         x, y, m = self._prepare(logits, targets, mask)
         compute = self._eager
         if self.fused_kernel is not None and self.reduction != "none":
@@ -89,11 +91,11 @@ class MultiLabelLoss(nn.Module):
                 loss, _ = compute(x, y, m, False)
         return self._reduce(loss, logits, m)
 
-    def _eager(self, x: Tensor, y: Tensor, m: Optional[Tensor], want_grad: bool) -> tuple[Tensor, Optional[Tensor]]:
+    def _eager(self, x: Tensor, y: Tensor, m: Tensor | None, want_grad: bool) -> tuple[Tensor, Tensor | None]:
         """(summed or per-element loss, gradient or None) from the chunked eager kernel ``_chunk``."""
         return evaluate(self._chunk, x, y, m, want_grad, self.reduction == "none")
 
-    def _fused(self, x: Tensor, y: Tensor, m: Optional[Tensor], want_grad: bool) -> tuple[Tensor, Optional[Tensor]]:
+    def _fused(self, x: Tensor, y: Tensor, m: Tensor | None, want_grad: bool) -> tuple[Tensor, Tensor | None]:
         """(summed loss, gradient) from the fused kernel; the eager kernel if it is unavailable.
 
         The gradient is computed even when not wanted (``no_grad`` evaluation): one kernel variant
@@ -107,15 +109,16 @@ class MultiLabelLoss(nn.Module):
         total, grad = result
         return total, grad.view(x.shape)
 
-    def _packaged(self, x: Tensor, y: Tensor, m: Optional[Tensor], want_grad: bool) -> tuple[Tensor, Optional[Tensor]]:
+    def _packaged(self, x: Tensor, y: Tensor, m: Tensor | None, want_grad: bool) -> tuple[Tensor, Tensor | None]:
         """(summed loss, gradient) from the ahead-of-time compiled kernel; the eager kernel if it is unavailable.
 
         As ``_fused``, the gradient is computed even when not wanted. Inputs are made contiguous: the
         library was compiled for dense 1-D inputs.
         """
         flat_mask = None if m is None else m.detach().reshape(-1).contiguous()
-        result = self.packaged_kernel(x.detach().reshape(-1).contiguous(), y.detach().reshape(-1).contiguous(), flat_mask,
-                                      *self._fused_inputs(x))
+        result = self.packaged_kernel(
+            x.detach().reshape(-1).contiguous(), y.detach().reshape(-1).contiguous(), flat_mask, *self._fused_inputs(x)
+        )
         if result is None:
             return self._eager(x, y, m, want_grad)
         total, grad = result
@@ -125,11 +128,13 @@ class MultiLabelLoss(nn.Module):
         """The hyperparameters as tensors (``like``'s dtype and device), the fused kernel's last arguments."""
         raise NotImplementedError
 
-    def _chunk(self, x: Tensor, y: Tensor, mask: Optional[Tensor], grad_out: Optional[Tensor], loss_out: Optional[Tensor]) -> Optional[Tensor]:
+    def _chunk(
+        self, x: Tensor, y: Tensor, mask: Tensor | None, grad_out: Tensor | None, loss_out: Tensor | None
+    ) -> Tensor | None:
         """Value and gradient on one chunk; see ``runners.losses._closed_form``."""
         raise NotImplementedError
 
-    def _reduce(self, loss: Tensor, logits: Tensor, m: Optional[Tensor]) -> Tensor:
+    def _reduce(self, loss: Tensor, logits: Tensor, m: Tensor | None) -> Tensor:
         if self.reduction == "none":
             return loss.view(logits.shape)
         if self.reduction == "mean":
@@ -138,16 +143,20 @@ class MultiLabelLoss(nn.Module):
             return loss / m.sum().clamp_min(torch.finfo(m.dtype).tiny)  # an all-zero mask gives 0, not NaN
         return loss
 
-    def _prepare(self, logits: Tensor, targets: Tensor, mask: Optional[Tensor]) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    def _prepare(self, logits: Tensor, targets: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """Float logits (float64 stays float64, others compute in float32), targets and mask in the same dtype and shape."""
         if not isinstance(logits, Tensor) or not logits.is_floating_point():
             raise ValueError(f"{self._label()}: logits must be a floating-point tensor, got {_describe(logits)}")
         if not isinstance(targets, Tensor):
             raise ValueError(f"{self._label()}: targets must be a tensor of 0/1 labels, got {type(targets).__name__}")
         if targets.shape != logits.shape:
-            raise ValueError(f"{self._label()}: targets shape {tuple(targets.shape)} must equal logits shape {tuple(logits.shape)}")
+            raise ValueError(
+                f"{self._label()}: targets shape {tuple(targets.shape)} must equal logits shape {tuple(logits.shape)}"
+            )
         if targets.device != logits.device:
-            raise ValueError(f"{self._label()}: targets are on {targets.device} but logits on {logits.device}; move them to one device")
+            raise ValueError(
+                f"{self._label()}: targets are on {targets.device} but logits on {logits.device}; move them to one device"
+            )
         x = logits
         if x.dtype not in (torch.float32, torch.float64):
             x = x.float()  # bf16 / fp16 (autocast): compute in float32, return float32
@@ -161,14 +170,25 @@ class MultiLabelLoss(nn.Module):
             try:
                 torch.broadcast_shapes(mask.shape, logits.shape)
             except RuntimeError:
-                raise ValueError(f"{self._label()}: mask shape {tuple(mask.shape)} does not broadcast to logits shape {tuple(logits.shape)}") from None
+                raise ValueError(
+                    f"{self._label()}: mask shape {tuple(mask.shape)} does not broadcast to logits shape {tuple(logits.shape)}"
+                ) from None
             m = mask.to(device=x.device, dtype=x.dtype).expand(logits.shape)
         return x, y, m
 
 
 # --- parameter checks (shared by the losses) --------------------------------------------------------
-def real(loss: MultiLabelLoss, params: dict[str, Any], name: str, *, low: float | None = None, high: float | None = None,
-         low_open: bool = False, high_open: bool = False, why: str = "") -> float:
+def real(
+    loss: MultiLabelLoss,
+    params: dict[str, Any],
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    why: str = "",
+) -> float:
     """``params[name]`` as a finite float within the given bounds, or a ValueError saying which."""
     value = params[name]
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
@@ -187,7 +207,11 @@ def real(loss: MultiLabelLoss, params: dict[str, Any], name: str, *, low: float 
 def coefficients(loss: MultiLabelLoss, params: dict[str, Any], name: str) -> tuple[float, ...]:
     """``params[name]`` as a tuple of finite floats (any length, empty allowed)."""
     value = params[name]
-    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, torch.Tensor)) and not hasattr(value, "__iter__"):
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, (Sequence, torch.Tensor))
+        and not hasattr(value, "__iter__")
+    ):
         raise ValueError(f"{loss._label()}: {name} must be a sequence of numbers such as (1.0, -1.25), got {value!r}")
     out = []
     for i, c in enumerate(list(value)):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -21,7 +19,7 @@ class BCELoss(MultiLabelLoss):
 
     defaults = {"reduction": "sum"}
 
-    def forward(self, logits: Tensor, targets: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
         x, flat_targets, m = self._prepare(logits, targets, mask)
         with _no_autocast(x):
             loss = F.binary_cross_entropy_with_logits(

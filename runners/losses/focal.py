@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -33,7 +33,7 @@ class FocalLoss(MultiLabelLoss):
         params["gamma"] = real(self, params, "gamma", low=0.0, why="a focusing exponent; 0 gives BCE")
         return params
 
-    def _chunk(self, x: Tensor, y: Tensor, mask: Optional[Tensor], grad_out: Optional[Tensor], loss_out: Optional[Tensor]):
+    def _chunk(self, x: Tensor, y: Tensor, mask: Tensor | None, grad_out: Tensor | None, loss_out: Tensor | None):
         # Focal loss is symmetric under (x, y) -> (-x, 1 - y): with z = x (1 - 2y), the logit of the wrong
         # answer, every element is  l = sigmoid(z)^gamma softplus(z)  and  dl/dx = (1 - 2y) dl/dz.
         gamma = self.gamma

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,12 +30,19 @@ class HillLoss(MultiLabelLoss):
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         params = super().check_params(params)
-        params["lam"] = real(self, params, "lam", low=0.0, low_open=True, why="lam <= 1 already flips the sign of (lam - p) for confident negatives")
+        params["lam"] = real(
+            self,
+            params,
+            "lam",
+            low=0.0,
+            low_open=True,
+            why="lam <= 1 already flips the sign of (lam - p) for confident negatives",
+        )
         params["margin"] = real(self, params, "margin")
         params["gamma"] = real(self, params, "gamma", low=0.0, why="a focusing exponent; 0 turns focusing off")
         return params
 
-    def _chunk(self, x: Tensor, y: Tensor, mask: Optional[Tensor], grad_out: Optional[Tensor], loss_out: Optional[Tensor]):
+    def _chunk(self, x: Tensor, y: Tensor, mask: Tensor | None, grad_out: Tensor | None, loss_out: Tensor | None):
         lam, margin, gamma = self.lam, self.margin, self.gamma
         p, e, wn, v, one_minus_pm, nll, wp, t = workspace.take(8, x)
 

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ._closed_form import (
-    add_polynomial_, add_polynomial_slope_, constant, finish_chunk, indicator, power, shifted_probability, times_floored_slope_,
-    times_sigmoid_slope_, trim, workspace,
+    add_polynomial_,
+    add_polynomial_slope_,
+    constant,
+    finish_chunk,
+    indicator,
+    power,
+    shifted_probability,
+    times_floored_slope_,
+    times_sigmoid_slope_,
+    trim,
+    workspace,
 )
 from ._compiled import FusedKernel, asymmetric, fused_gamma, padded, scalars
 from ._packaged import PackagedKernel
@@ -17,7 +26,9 @@ from .base import MultiLabelLoss, coefficients, real
 from .registry import register_loss
 
 
-def fused_ral(x: Tensor, y: Tensor, mask: Optional[Tensor], c: Tensor, alpha: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+def fused_ral(
+    x: Tensor, y: Tensor, mask: Tensor | None, c: Tensor, alpha: Tensor, beta: Tensor
+) -> tuple[Tensor, Tensor]:
     """Summed RAL and its gradient as one element-wise formula, for ``torch.compile`` (see ``_compiled``)."""
     return asymmetric(x, y, mask, c, alpha, beta)
 
@@ -44,8 +55,15 @@ class RobustAsymmetricLoss(MultiLabelLoss):
     """
 
     defaults = {
-        "gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05, "eps": 1e-8, "lam": 1.5,
-        "alpha": (1.0, -1.25), "beta": (0.0,), "focal_grad": "through", "reduction": "sum",
+        "gamma_pos": 0.0,
+        "gamma_neg": 4.0,
+        "clip": 0.05,
+        "eps": 1e-8,
+        "lam": 1.5,
+        "alpha": (1.0, -1.25),
+        "beta": (0.0,),
+        "focal_grad": "through",
+        "reduction": "sum",
     }
     fused_kernel = FusedKernel(fused_ral)
     packaged_kernel = PackagedKernel(fused_ral)
@@ -54,19 +72,40 @@ class RobustAsymmetricLoss(MultiLabelLoss):
         params = super().check_params(params)
         params["gamma_pos"] = real(self, params, "gamma_pos", low=0.0, why="a focusing exponent; 0 turns focusing off")
         params["gamma_neg"] = real(self, params, "gamma_neg", low=0.0, why="a focusing exponent; 0 turns focusing off")
-        params["clip"] = real(self, params, "clip", low=0.0, high=1.0, high_open=True, why="the probability shift tau; 0 turns it off")
-        params["eps"] = real(self, params, "eps", low=0.0, high=1.0, low_open=True, high_open=True, why="the floor of the clamped log")
-        params["lam"] = real(self, params, "lam", low=0.0, low_open=True, why="lam <= 1 already flips the sign of (lam - p) for confident negatives")
+        params["clip"] = real(
+            self, params, "clip", low=0.0, high=1.0, high_open=True, why="the probability shift tau; 0 turns it off"
+        )
+        params["eps"] = real(
+            self, params, "eps", low=0.0, high=1.0, low_open=True, high_open=True, why="the floor of the clamped log"
+        )
+        params["lam"] = real(
+            self,
+            params,
+            "lam",
+            low=0.0,
+            low_open=True,
+            why="lam <= 1 already flips the sign of (lam - p) for confident negatives",
+        )
         params["alpha"] = coefficients(self, params, "alpha")
         params["beta"] = coefficients(self, params, "beta")
         return params
 
     def _fused_inputs(self, like: Tensor) -> tuple[Tensor, ...]:
-        values = (fused_gamma(self.gamma_neg, like), fused_gamma(self.gamma_pos, like), self.clip, self.eps, self.lam,
-                  float(self.focal_grad == "through"))
-        return scalars(values, like), scalars(padded(self.alpha), like, "alpha"), scalars(padded(self.beta), like, "beta")
+        values = (
+            fused_gamma(self.gamma_neg, like),
+            fused_gamma(self.gamma_pos, like),
+            self.clip,
+            self.eps,
+            self.lam,
+            float(self.focal_grad == "through"),
+        )
+        return (
+            scalars(values, like),
+            scalars(padded(self.alpha), like, "alpha"),
+            scalars(padded(self.beta), like, "beta"),
+        )
 
-    def _chunk(self, x: Tensor, y: Tensor, mask: Optional[Tensor], grad_out: Optional[Tensor], loss_out: Optional[Tensor]):
+    def _chunk(self, x: Tensor, y: Tensor, mask: Tensor | None, grad_out: Tensor | None, loss_out: Tensor | None):
         clip, eps, lam, g_neg, g_pos = self.clip, self.eps, self.lam, self.gamma_neg, self.gamma_pos
         alpha, beta = trim(self.alpha), trim(self.beta)
         through = self.focal_grad == "through"

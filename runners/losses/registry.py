@@ -7,7 +7,8 @@ caller that builds losses by name (the study CLI, the search spaces' checks, the
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from torch import nn
 
@@ -32,7 +33,9 @@ def register_loss(name: str) -> Callable[[T], T]:
             raise TypeError(f"{cls.__name__} must define a 'defaults' dict of its hyperparameters")
         registered = _LOSSES.get(name)
         if registered is not None and registered is not cls:
-            raise ValueError(f"loss name {name!r} is already registered to {registered.__qualname__}; pick another name")
+            raise ValueError(
+                f"loss name {name!r} is already registered to {registered.__qualname__}; pick another name"
+            )
         _LOSSES[name] = cls
         cls.name = name
         return cls

@@ -9,7 +9,7 @@ more of timm than the probe needs).
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 from ..config import PROTOCOLS
 from ._training import Diverged, Predictions

@@ -70,7 +70,9 @@ def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimize
     raise ValueError(f"unknown optimizer {train.optimizer!r}; use 'adamw' or 'sgd'")
 
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def cosine_schedule(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup to the base learning rate, then cosine decay to 0 at ``total_steps`` (stepped per batch)."""
     warmup_steps = min(warmup_steps, total_steps)
 
@@ -100,7 +102,9 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def batch_loss(loss_fn: nn.Module, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None, step: int) -> torch.Tensor:
+def batch_loss(
+    loss_fn: nn.Module, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None, step: int
+) -> torch.Tensor:
     """The loss per image (sum over classes, mean over the batch), in float32; raises :class:`Diverged` when not finite."""
     loss = loss_fn(logits.float(), targets, mask) / logits.shape[0]
     value = loss.detach()
@@ -116,7 +120,9 @@ def probabilities(logits: torch.Tensor, split: str, step: int) -> np.ndarray:
     bad = ~torch.isfinite(logits)
     if bad.any():
         value = float(logits[bad][0])
-        raise Diverged(f"non-finite prediction ({value}) on the {split} split after step {step}", step=step, value=value)
+        raise Diverged(
+            f"non-finite prediction ({value}) on the {split} split after step {step}", step=step, value=value
+        )
     return torch.sigmoid(logits).cpu().numpy()
 
 

@@ -108,7 +108,9 @@ def run(config: TrialConfig, dataset: Any, loss_fn: nn.Module, seed: int, device
     return Predictions(val=val, test=test, steps=step)
 
 
-def _logits(model: nn.Module, split: Any, transform: Any, config: TrialConfig, device: torch.device, dtype, memory_format) -> torch.Tensor:
+def _logits(
+    model: nn.Module, split: Any, transform: Any, config: TrialConfig, device: torch.device, dtype, memory_format
+) -> torch.Tensor:
     from ..data import make_loader
 
     chunks = []
@@ -120,7 +122,9 @@ def _logits(model: nn.Module, split: Any, transform: Any, config: TrialConfig, d
     return torch.cat(chunks)
 
 
-def images_per_second(config: TrialConfig, dataset: Any, loss_fn: nn.Module, device: torch.device, steps: int = 5) -> float:
+def images_per_second(
+    config: TrialConfig, dataset: Any, loss_fn: nn.Module, device: torch.device, steps: int = 5
+) -> float:
     """Training throughput of this protocol (for ``benchmarks.trial``): images per second over ``steps`` steps after one warm-up."""
     import time
 

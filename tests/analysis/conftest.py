@@ -25,4 +25,3 @@ def make_store(tmp_path):
         return url
 
     return make
-

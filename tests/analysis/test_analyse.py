@@ -20,15 +20,22 @@ def _matched(loss, n, sensitivity, **kw):
 
 
 def test_less_sensitive_verdict_and_result_shape(make_store):
-    url = make_store(_matched("asl", 80, 0.10, diverge_rate=0.05), _matched("ral", 80, 0.02, fail_rate=0.05),
-                     StudySpec("ral-seeds", "ral", 20, space_mode="seeds"))
+    url = make_store(
+        _matched("asl", 80, 0.10, diverge_rate=0.05),
+        _matched("ral", 80, 0.02, fail_rate=0.05),
+        StudySpec("ral-seeds", "ral", 20, space_mode="seeds"),
+    )
     result = analyse(url, **FAST)
     assert isinstance(result, Analysis)
     (comp,) = result.comparisons  # the seeds study is not compared, it is RAL's floor
     assert (comp.a, comp.b) == ("asl-matched", "ral-matched")
-    values = {n: result.trials.query("study == @n and status == 'complete'")["value"].to_numpy() for n in
-              ("asl-matched", "ral-matched")}
-    assert comp.std_ratio.value == pytest.approx(np.std(values["ral-matched"], ddof=1) / np.std(values["asl-matched"], ddof=1))
+    values = {
+        n: result.trials.query("study == @n and status == 'complete'")["value"].to_numpy()
+        for n in ("asl-matched", "ral-matched")
+    }
+    assert comp.std_ratio.value == pytest.approx(
+        np.std(values["ral-matched"], ddof=1) / np.std(values["asl-matched"], ddof=1)
+    )
     assert comp.std_ratio.high < 1
     assert comp.fair and comp.differences == []
     assert "RAL is less sensitive to its hyperparameters than ASL" in comp.verdict
@@ -78,8 +85,9 @@ def test_more_sensitive_and_indistinguishable(make_store):
 
 
 def test_unfair_comparison_lists_differences(make_store):
-    url = make_store(_matched("asl", 30, 0.1),
-                     _matched("ral", 20, 0.02, sampler="tpe", overrides={"data_fingerprint": "0" * 16}))
+    url = make_store(
+        _matched("asl", 30, 0.1), _matched("ral", 20, 0.02, sampler="tpe", overrides={"data_fingerprint": "0" * 16})
+    )
     result = analyse(url, **FAST)
     (comp,) = result.comparisons
     assert not comp.fair
@@ -123,9 +131,16 @@ def test_degenerate_inputs_never_raise(make_store):
     assert result.summaries["focal-matched"].stats["std"].value == 0.0
     assert result.summaries["foreign-hill"].loss == "hill"
     text = " ".join(result.messages)
-    assert result.summaries["bce-matched"].n_trials == 0 and math.isnan(result.summaries["bce-matched"].failure_rate.value)
-    for phrase in ("no complete trials", "only 3 complete trial", "same mAP", "not made by lossweep",
-                   "bce-matched: no finished trials yet"):
+    assert result.summaries["bce-matched"].n_trials == 0 and math.isnan(
+        result.summaries["bce-matched"].failure_rate.value
+    )
+    for phrase in (
+        "no complete trials",
+        "only 3 complete trial",
+        "same mAP",
+        "not made by lossweep",
+        "bce-matched: no finished trials yet",
+    ):
         assert phrase in text, phrase
     comp = next(c for c in result.comparisons if {c.a, c.b} == {"asl-matched", "ral-matched"})
     assert "Too few complete trials" in comp.verdict and math.isnan(comp.std_ratio.value)
@@ -139,8 +154,16 @@ def test_write_every_result(make_store, tmp_path):
     result = analyse(url, **FAST)
     paths = result.write(tmp_path / "out")
     names = {p.name for p in paths}
-    assert names == {"summaries.csv", "comparisons.csv", "expected_best.csv", "importances.csv", "marginals.csv",
-                     "grid2d.csv", "trials.csv", "analysis.json"}
+    assert names == {
+        "summaries.csv",
+        "comparisons.csv",
+        "expected_best.csv",
+        "importances.csv",
+        "marginals.csv",
+        "grid2d.csv",
+        "trials.csv",
+        "analysis.json",
+    }
     data = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert data["comparisons"][0]["verdict"] == result.comparisons[0].verdict
     assert data["summaries"]["asl-matched"]["n_trials"] == 15
@@ -166,10 +189,12 @@ def test_empty_or_missing_store_is_one_clear_error(tmp_path):
 
 def test_seed_floor_prefers_the_same_data(make_store):
     other_data = {"data_fingerprint": "0" * 16}
-    url = make_store(_matched("asl", 12, 0.1, replicates=2, noise=0.01),
-                     _matched("ral", 12, 0.02),
-                     StudySpec("asl-seeds-elsewhere", "asl", 8, space_mode="seeds", noise=0.05, overrides=other_data),
-                     StudySpec("ral-seeds-elsewhere", "ral", 8, space_mode="seeds", noise=0.05, overrides=other_data))
+    url = make_store(
+        _matched("asl", 12, 0.1, replicates=2, noise=0.01),
+        _matched("ral", 12, 0.02),
+        StudySpec("asl-seeds-elsewhere", "asl", 8, space_mode="seeds", noise=0.05, overrides=other_data),
+        StudySpec("ral-seeds-elsewhere", "ral", 8, space_mode="seeds", noise=0.05, overrides=other_data),
+    )
     result = analyse(url, n_boot=100, importance_resamples=0)
     asl, ral = result.summaries["asl-matched"], result.summaries["ral-matched"]
     reps = [r for r in result.trials.query("study == 'asl-matched'")["replicate_values"] if len(r) == 2]

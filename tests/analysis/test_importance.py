@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 from optuna.distributions import FloatDistribution
 
 from analysis.importance import param_importances
@@ -77,8 +76,10 @@ def test_given_trials_study_matches_a_real_study():
     real = optuna.create_study(direction="maximize")
     real.add_trials(trials)
     names = ["x", "y", "noise"]
-    for evaluator in (lambda: optuna.importance.FanovaImportanceEvaluator(n_trees=8, max_depth=4, seed=1),
-                      optuna.importance.PedAnovaImportanceEvaluator):
+    for evaluator in (
+        lambda: optuna.importance.FanovaImportanceEvaluator(n_trees=8, max_depth=4, seed=1),
+        optuna.importance.PedAnovaImportanceEvaluator,
+    ):
         got = _evaluate(_GivenTrials(trials), evaluator(), names)
         want = _evaluate(real, evaluator(), names)
         np.testing.assert_allclose(got, want, rtol=1e-12)

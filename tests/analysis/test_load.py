@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 
@@ -17,13 +16,30 @@ from analysis.testing import StudySpec
 
 
 def test_tidy_frame(make_store):
-    url = make_store(StudySpec("asl-m", "asl", 40, fail_rate=0.1, diverge_rate=0.1, replicates=2),
-                     StudySpec("ral-m", "ral", 30))
+    url = make_store(
+        StudySpec("asl-m", "asl", 40, fail_rate=0.1, diverge_rate=0.1, replicates=2), StudySpec("ral-m", "ral", 30)
+    )
     frame, settings = load_studies(url)
     assert list(frame["study"].cat.categories) == ["asl-m", "ral-m"]
     assert (frame.groupby("study", observed=True).size() == pd.Series({"asl-m": 40, "ral-m": 30})).all()
-    for col in ("study", "loss", "number", "state", "status", "value", "param_gamma_neg", "param_clip", "val_mAP",
-                "val_mAP_tail", "test_mAP", "fail_reason", "seconds", "duration", "design_index", "replicate_values"):
+    for col in (
+        "study",
+        "loss",
+        "number",
+        "state",
+        "status",
+        "value",
+        "param_gamma_neg",
+        "param_clip",
+        "val_mAP",
+        "val_mAP_tail",
+        "test_mAP",
+        "fail_reason",
+        "seconds",
+        "duration",
+        "design_index",
+        "replicate_values",
+    ):
         assert col in frame, col
     assert "val_per_class_ap" not in frame and "seeds" not in frame
     assert set(frame["status"].astype(str)) == {"complete", "diverged", "failed"}
@@ -77,9 +93,11 @@ def test_running_trials_are_left_out(make_store):
 
 
 def test_analysis_does_not_import_torch():
-    code = ("import sys, analysis, analysis.analyse, analysis.importance, analysis.load, analysis.testing, "
-            "study.storage, study.errors; bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'runners')]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, analysis, analysis.analyse, analysis.importance, analysis.load, analysis.testing, "
+        "study.storage, study.errors; bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'runners')]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -98,7 +116,10 @@ def test_missing_store_is_a_value_error(tmp_path):
 
 
 def test_postgres_store_reads_like_sqlite(fresh_database, make_store, tmp_path):
-    specs = [StudySpec("asl-m", "asl", 20, diverge_rate=0.2, replicates=2), StudySpec("ral-m", "ral", 15, fail_rate=0.2)]
+    specs = [
+        StudySpec("asl-m", "asl", 20, diverge_rate=0.2, replicates=2),
+        StudySpec("ral-m", "ral", 15, fail_rate=0.2),
+    ]
     from analysis.testing import build_store
 
     build_store(fresh_database, specs, seed=1)

@@ -23,8 +23,14 @@ def test_bins_and_mean_ci():
 def test_marginal_follows_the_parameter():
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 8, 200)
-    frame = pd.DataFrame({"study": ["a"] * 100 + ["b"] * 100, "value": 0.1 * x, "param_gamma_neg": x,
-                          "param_clip": rng.uniform(0, 0.2, 200)})
+    frame = pd.DataFrame(
+        {
+            "study": ["a"] * 100 + ["b"] * 100,
+            "value": 0.1 * x,
+            "param_gamma_neg": x,
+            "param_clip": rng.uniform(0, 0.2, 200),
+        }
+    )
     m = marginals(frame, ["gamma_neg", "clip", "absent"])
     part = m[(m["study"] == "a") & (m["param"] == "gamma_neg")].sort_values("bin_center")
     assert len(part) == 10 and np.all(np.diff(part["mean"]) > 0) and part["count"].sum() == 100
@@ -50,9 +56,13 @@ def test_fairness_lists_every_difference():
     b2["search_space"]["params"][1]["high"] = 6.0  # gamma_neg range
     diffs = {d.setting: (d.value_a, d.value_b) for d in fairness.differences(a, b2, 100, 97)}
     assert diffs == {
-        "n_trials": (100, 50), "sampler": ("random", "tpe"), "seed": (0, 3),
-        "trial.backbone": ("resnet18", "vit_small"), "finished_trials": (100, 97),
-        "trial.protocol": ("linear-probe", "finetune"), "space_mode": ("matched", "full"),
+        "n_trials": (100, 50),
+        "sampler": ("random", "tpe"),
+        "seed": (0, 3),
+        "trial.backbone": ("resnet18", "vit_small"),
+        "finished_trials": (100, 97),
+        "trial.protocol": ("linear-probe", "finetune"),
+        "space_mode": ("matched", "full"),
         "search_space.gamma_neg": ({"low": 0.0, "high": 8.0, "log": False}, {"low": 0.0, "high": 6.0, "log": False}),
     }
     text = fairness.describe(fairness.differences(a, b2, 100, 97), limit=2)

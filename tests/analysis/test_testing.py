@@ -14,8 +14,18 @@ from benchmarks.report import make_store, make_trials
 
 
 def _fields(t: optuna.trial.FrozenTrial) -> tuple:
-    return (t.number, t.state, t.value, t.params, t.distributions, t.user_attrs, t.system_attrs,
-            t.intermediate_values, t.datetime_start, t.datetime_complete)
+    return (
+        t.number,
+        t.state,
+        t.value,
+        t.params,
+        t.distributions,
+        t.user_attrs,
+        t.system_attrs,
+        t.intermediate_values,
+        t.datetime_start,
+        t.datetime_complete,
+    )
 
 
 def _read(url: str) -> dict[str, list]:
@@ -27,8 +37,10 @@ def _read(url: str) -> dict[str, list]:
 
 
 def test_build_store_bulk_matches_add_trials(tmp_path):
-    specs = [StudySpec("asl-m", "asl", 8, fail_rate=0.25, diverge_rate=0.25, replicates=2),
-             StudySpec("bce-m", "bce", 2)]
+    specs = [
+        StudySpec("asl-m", "asl", 8, fail_rate=0.25, diverge_rate=0.25, replicates=2),
+        StudySpec("bce-m", "bce", 2),
+    ]
     bulk, slow = f"sqlite:///{tmp_path / 'bulk.db'}", f"sqlite:///{tmp_path / 'slow.db'}"
     build_store(bulk, specs, seed=4)
     build_store(slow, specs, seed=4, bulk=False)
@@ -73,16 +85,27 @@ def test_trial_user_attrs_are_what_trial_result_writes():
     """The generators' attributes match runners.result.TrialResult.user_attrs(), the format's writer."""
     from runners.result import TrialResult
 
-    val = {"mAP": 0.4, "mAUC": 0.7, "mF1": 0.3, "mAP_head": 0.5, "mAP_medium": 0.4, "mAP_tail": 0.2,
-           "per_class_ap": [0.5, 0.3]}
+    val = {
+        "mAP": 0.4,
+        "mAUC": 0.7,
+        "mF1": 0.3,
+        "mAP_head": 0.5,
+        "mAP_medium": 0.4,
+        "mAP_tail": 0.2,
+        "per_class_ap": [0.5, 0.3],
+    }
     test = {k: v for k, v in val.items() if k != "mAUC"}
     complete = TrialResult("complete", 0.4, val=val, test=test, seconds=2.5, seeds=[3], replicate_values=[0.4])
-    diverged = TrialResult("diverged", seconds=1.0, seeds=[3], fail_reason="non-finite loss", diverged_step=7,
-                           diverged_value=float("nan"))
-    assert trial_user_attrs(5, "complete", seconds=2.5, seeds=[3], val=val, test=test, replicate_values=[0.4]) \
-        == {"design_index": 5, **complete.user_attrs()}
-    assert trial_user_attrs(5, "diverged", seconds=1.0, seeds=[3], fail_reason="non-finite loss", diverged_step=7,
-                            diverged_value="nan") == {"design_index": 5, **diverged.user_attrs()}
+    diverged = TrialResult(
+        "diverged", seconds=1.0, seeds=[3], fail_reason="non-finite loss", diverged_step=7, diverged_value=float("nan")
+    )
+    assert trial_user_attrs(5, "complete", seconds=2.5, seeds=[3], val=val, test=test, replicate_values=[0.4]) == {
+        "design_index": 5,
+        **complete.user_attrs(),
+    }
+    assert trial_user_attrs(
+        5, "diverged", seconds=1.0, seeds=[3], fail_reason="non-finite loss", diverged_step=7, diverged_value="nan"
+    ) == {"design_index": 5, **diverged.user_attrs()}
 
 
 @pytest.mark.parametrize("generator", ["analysis", "report"])
@@ -97,8 +120,16 @@ def test_generated_stores_have_every_documented_key(tmp_path, generator):
     else:
         make_store(url, {"s": "ral"}, 12, failed=2, diverged=2)
     study = optuna.load_study(study_name="s", storage=url)
-    assert set(study.user_attrs) == {"lossweep", "loss", "config", "search_space", "data_fingerprint",
-                                     "class_names", "train_positives", "versions"}
+    assert set(study.user_attrs) == {
+        "lossweep",
+        "loss",
+        "config",
+        "search_space",
+        "data_fingerprint",
+        "class_names",
+        "train_positives",
+        "versions",
+    }
     assert set(study.user_attrs["versions"]) == {"lossweep", "optuna", "torch", "timm", "python"}
     n_classes = len(study.user_attrs["class_names"])
     assert len(study.user_attrs["train_positives"]) == n_classes

@@ -13,9 +13,19 @@ from analysis.verdict import write_verdict
 def _summary(name, loss, *, n=100, failed=0, diverged=0, floor=None, ratio=None) -> StudySummary:
     done = n - failed - diverged
     return StudySummary(
-        name=name, loss=loss, space_mode="matched", n_trials=n, n_complete=done, n_failed=failed,
-        n_diverged=diverged, enough=done >= 5, stats={}, failure_rate=Estimate((failed + diverged) / n, 0.01, 0.2),
-        divergence_rate=Estimate(diverged / n, 0.0, 0.1), seed_floor_std=floor, hp_to_seed_ratio=ratio,
+        name=name,
+        loss=loss,
+        space_mode="matched",
+        n_trials=n,
+        n_complete=done,
+        n_failed=failed,
+        n_diverged=diverged,
+        enough=done >= 5,
+        stats={},
+        failure_rate=Estimate((failed + diverged) / n, 0.01, 0.2),
+        divergence_rate=Estimate(diverged / n, 0.0, 0.1),
+        seed_floor_std=floor,
+        hp_to_seed_ratio=ratio,
     )
 
 
@@ -25,17 +35,21 @@ MEAN = Estimate(0.01, 0.002, 0.018)
 SUP = Estimate(0.6, 0.52, 0.68)
 
 
-@pytest.mark.parametrize("ratio, claim", [
-    (Estimate(0.39, 0.30, 0.50), "RAL is less sensitive to its hyperparameters than ASL on this data."),
-    (Estimate(1.8, 1.2, 2.6), "RAL is more sensitive to its hyperparameters than ASL on this data."),
-    (Estimate(0.8, 0.55, 1.01), "Their sensitivity to hyperparameters is not distinguishable on this data."),
-    (Estimate(0.5), "Their sensitivity to hyperparameters is not distinguishable on this data."),  # no CI: no claim
-])
+@pytest.mark.parametrize(
+    "ratio, claim",
+    [
+        (Estimate(0.39, 0.30, 0.50), "RAL is less sensitive to its hyperparameters than ASL on this data."),
+        (Estimate(1.8, 1.2, 2.6), "RAL is more sensitive to its hyperparameters than ASL on this data."),
+        (Estimate(0.8, 0.55, 1.01), "Their sensitivity to hyperparameters is not distinguishable on this data."),
+        (Estimate(0.5), "Their sensitivity to hyperparameters is not distinguishable on this data."),  # no CI: no claim
+    ],
+)
 def test_claim_follows_the_ratio_interval(ratio, claim):
     text = write_verdict(ASL, RAL, ratio, 0.0004, SUP, MEAN, [])
     assert claim in text
-    others = {"less sensitive", "more sensitive", "not distinguishable"} - {next(
-        k for k in ("less sensitive", "more sensitive", "not distinguishable") if k in claim)}
+    others = {"less sensitive", "more sensitive", "not distinguishable"} - {
+        next(k for k in ("less sensitive", "more sensitive", "not distinguishable") if k in claim)
+    }
     assert not any(o in text for o in others)
     assert f"varied {ratio.value:.2f}x as much as ASL's" in text and "Brown–Forsythe p < 0.001" in text
 

@@ -72,7 +72,9 @@ class Dashboard:
 
     def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status, resp.read()
@@ -93,7 +95,6 @@ class Dashboard:
             self.proc.kill()
             self.proc.wait()
         return self.proc.returncode, self.proc.stderr.read()  # type: ignore[union-attr]
-
 
 
 @pytest.fixture

@@ -82,7 +82,11 @@ def test_non_loopback_bind_warns(store, dashboard):
 
 def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "study.dashboard", *args], capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+        [sys.executable, "-m", "study.dashboard", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -92,7 +96,10 @@ def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         (["--storage", "sqlite:///{tmp}/absent.db"], "no lossweep store at sqlite:///{tmp}/absent.db"),
         (["--storage", "mysql://u:hunter2@h/db"], "unsupported storage 'mysql://u:***@h/db'"),
         (["--storage", "not a url"], "malformed storage URL"),
-        (["--storage", "postgresql://u:hunter2@127.0.0.1:1/db"], "cannot open the study store at postgresql+psycopg://u:***@127.0.0.1:1/db"),
+        (
+            ["--storage", "postgresql://u:hunter2@127.0.0.1:1/db"],
+            "cannot open the study store at postgresql+psycopg://u:***@127.0.0.1:1/db",
+        ),
         (["--storage", "sqlite:///{tmp}/dash.db", "--port", "70000"], "--port must be between 0 and 65535"),
     ],
 )
@@ -130,7 +137,9 @@ def test_middleware_passes_reads_and_blocks_writes_in_process():
     wrapped = ReadOnlyMiddleware(app)
     statuses = {}
     for method in ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "PROPFIND"):
-        body = b"".join(wrapped({"REQUEST_METHOD": method}, lambda status, headers: statuses.__setitem__(method, status)))
+        body = b"".join(
+            wrapped({"REQUEST_METHOD": method}, lambda status, headers: statuses.__setitem__(method, status))
+        )
         assert (body == b"ok") == (method in ("GET", "HEAD", "OPTIONS"))
     assert calls == ["GET", "HEAD", "OPTIONS"]
     assert {m for m, s in statuses.items() if s.startswith("403")} == {"POST", "PUT", "PATCH", "DELETE", "PROPFIND"}
@@ -138,7 +147,15 @@ def test_middleware_passes_reads_and_blocks_writes_in_process():
 
 @pytest.mark.parametrize(
     "host,loopback",
-    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False), ("", False), ("10.1.2.3", False), ("::", False)],
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("0.0.0.0", False),
+        ("", False),
+        ("10.1.2.3", False),
+        ("::", False),
+    ],
 )
 def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,9 @@ LABELS = {
 SPLIT = ["train"] * 6 + ["val"] * 3 + ["test"] * 3
 
 
-def write_image(path: Path, mode: str = "L", size: tuple[int, int] = (20, 16), value: int | None = None, seed: int = 0) -> Path:
+def write_image(
+    path: Path, mode: str = "L", size: tuple[int, int] = (20, 16), value: int | None = None, seed: int = 0
+) -> Path:
     """A real image file (format from the suffix): random pixels, or a constant ``value``."""
     rng = np.random.default_rng(seed)
     shape = (size[1], size[0]) + ((3,) if mode == "RGB" else ())

@@ -159,7 +159,9 @@ def test_missing_label_column(manifest, cache_dir):
 @pytest.mark.parametrize("bad", [2, "yes", 0.5])
 def test_non_binary_label_names_row_and_column(manifest, cache_dir, bad):
     nodule = [0, 1, 1, 0, bad, 1, 1, 0, 0, 1, 1, 0]
-    with pytest.raises(ValueError, match=rf"manifest\.csv: row 5 \(line 6\), column 'nodule': label '{bad}' is not binary"):
+    with pytest.raises(
+        ValueError, match=rf"manifest\.csv: row 5 \(line 6\), column 'nodule': label '{bad}' is not binary"
+    ):
         load(manifest(nodule=nodule), cache_dir, label_columns=tuple(LABEL_NAMES))
 
 
@@ -167,7 +169,9 @@ def test_missing_image_names_the_file_and_row(manifest, cache_dir, tmp_path):
     path = manifest()
     (tmp_path / "images" / "img03.jpg").unlink()
     (tmp_path / "images" / "img07.jpg").unlink()
-    with pytest.raises(ValueError, match=r"row 4 \(line 5\), column 'path': image file .*img03\.jpg' does not exist \(2 of 12"):
+    with pytest.raises(
+        ValueError, match=r"row 4 \(line 5\), column 'path': image file .*img03\.jpg' does not exist \(2 of 12"
+    ):
         load(path, cache_dir)
 
 
@@ -199,7 +203,9 @@ def test_no_label_column_found(manifest, cache_dir):
 
 def test_bad_split_value(manifest, cache_dir):
     split = ["train"] * 6 + ["holdout"] + ["val"] * 2 + ["test"] * 3
-    with pytest.raises(ValueError, match=r"row 7 \(line 8\), column 'split': split 'holdout' is not train, val or test"):
+    with pytest.raises(
+        ValueError, match=r"row 7 \(line 8\), column 'split': split 'holdout' is not train, val or test"
+    ):
         load(manifest(split=split), cache_dir)
 
 

@@ -20,7 +20,9 @@ def arrays(rgb: bool = False, classes: int = 3, seed: int = 0) -> dict[str, np.n
     for split, n in SIZES.items():
         shape = (n, 12, 14, 3) if rgb else (n, 12, 14)
         out[f"{split}_images"] = rng.integers(0, 256, shape, dtype=np.uint8)
-        out[f"{split}_labels"] = np.stack([(np.arange(n) % (c + 2) == 0) for c in range(classes)], axis=1).astype(np.uint8)
+        out[f"{split}_labels"] = np.stack([(np.arange(n) % (c + 2) == 0) for c in range(classes)], axis=1).astype(
+            np.uint8
+        )
     return out
 
 

@@ -10,8 +10,7 @@ from sklearn.linear_model import Ridge
 from sklearn.metrics import average_precision_score
 
 from runners.config import DataConfig
-from runners.data import load_dataset
-from runners.data import synthetic
+from runners.data import load_dataset, synthetic
 from runners.data.synthetic import class_positive_counts, generate, split_sizes
 
 SMALL = dict(num_classes=6, num_images=400, image_size=16, imbalance_ratio=20.0, labels_per_image=1.5)
@@ -126,5 +125,7 @@ def test_damaged_cache_file_is_regenerated(tmp_path):
 
 
 def test_too_few_images_for_the_tail_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"synthetic: class \d+ gets no positive in the (val|test) split.*num_images >="):
+    with pytest.raises(
+        ValueError, match=r"synthetic: class \d+ gets no positive in the (val|test) split.*num_images >="
+    ):
         generate(DataConfig(num_classes=26, num_images=200, image_size=16))

@@ -14,7 +14,11 @@ from hypothesis import HealthCheck, settings
 torch.set_num_threads(1)
 
 settings.register_profile(
-    "losses", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True,
+    "losses",
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
 )
 settings.load_profile("losses")
 

@@ -30,22 +30,25 @@ def test_unknown_parameter_lists_the_valid_ones():
         create_loss("asl", gama=2)
 
 
-@pytest.mark.parametrize("name,params,message", [
-    ("asl", {"gamma_neg": -1}, r"gamma_neg must be in \[0, inf\)"),
-    ("asl", {"clip": 1.0}, r"clip must be in \[0, 1\)"),
-    ("ral", {"clip": -0.1}, r"clip must be in \[0, 1\)"),
-    ("ral", {"gamma_pos": math.nan}, "gamma_pos must be a finite number"),
-    ("ral", {"lam": math.inf}, "lam must be a finite number"),
-    ("ral", {"lam": 0.0}, r"lam must be in \(0, inf\)"),
-    ("ral", {"alpha": 1.0}, "alpha must be a sequence"),
-    ("ral", {"alpha": "1,2"}, "alpha must be a sequence"),
-    ("ral", {"beta": (0.1, math.nan)}, r"beta\[1\] must be a finite number"),
-    ("ral", {"eps": 0.0}, r"eps must be in \(0, 1\)"),
-    ("focal", {"gamma": True}, "gamma must be a finite number"),
-    ("hill", {"margin": "1"}, "margin must be a finite number"),
-    ("asl", {"focal_grad": "yes"}, "focal_grad must be one of 'detach', 'through'"),
-    ("bce", {"reduction": "avg"}, "reduction must be one of 'sum', 'mean', 'none'"),
-])
+@pytest.mark.parametrize(
+    "name,params,message",
+    [
+        ("asl", {"gamma_neg": -1}, r"gamma_neg must be in \[0, inf\)"),
+        ("asl", {"clip": 1.0}, r"clip must be in \[0, 1\)"),
+        ("ral", {"clip": -0.1}, r"clip must be in \[0, 1\)"),
+        ("ral", {"gamma_pos": math.nan}, "gamma_pos must be a finite number"),
+        ("ral", {"lam": math.inf}, "lam must be a finite number"),
+        ("ral", {"lam": 0.0}, r"lam must be in \(0, inf\)"),
+        ("ral", {"alpha": 1.0}, "alpha must be a sequence"),
+        ("ral", {"alpha": "1,2"}, "alpha must be a sequence"),
+        ("ral", {"beta": (0.1, math.nan)}, r"beta\[1\] must be a finite number"),
+        ("ral", {"eps": 0.0}, r"eps must be in \(0, 1\)"),
+        ("focal", {"gamma": True}, "gamma must be a finite number"),
+        ("hill", {"margin": "1"}, "margin must be a finite number"),
+        ("asl", {"focal_grad": "yes"}, "focal_grad must be one of 'detach', 'through'"),
+        ("bce", {"reduction": "avg"}, "reduction must be one of 'sum', 'mean', 'none'"),
+    ],
+)
 def test_invalid_parameters_are_rejected_at_construction(name, params, message):
     with pytest.raises(ValueError, match=message):
         create_loss(name, **params)

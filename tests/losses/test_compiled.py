@@ -71,7 +71,9 @@ def test_fused_float32_is_as_accurate_as_the_released_code(fused, name, params):
     assert_fused_ran(ours)
     ref_value, ref_grad = value_and_grad(ref, x64.float(), y64.float())
     assert value.dtype == grad.dtype == torch.float32
-    assert abs(value.double() - truth_value).item() <= max(2 * abs(ref_value.double() - truth_value).item(), 1e-6 * abs(truth_value.item()))
+    assert abs(value.double() - truth_value).item() <= max(
+        2 * abs(ref_value.double() - truth_value).item(), 1e-6 * abs(truth_value.item())
+    )
     finite = torch.isfinite(ref_grad) & torch.isfinite(truth_grad)
     scale = truth_grad[finite].abs().max().item()
     grad_error = (grad.double() - truth_grad)[finite].abs().max().item()
@@ -79,12 +81,15 @@ def test_fused_float32_is_as_accurate_as_the_released_code(fused, name, params):
     assert grad_error <= max(2 * ref_grad_error, 1e-6 * scale)
 
 
-@pytest.mark.parametrize("name,params", [
-    ("ral", {"gamma_pos": 0.5, "gamma_neg": 0.5}),
-    ("ral", {"gamma_neg": 0.25, "clip": 0.0, "alpha": (5.0, -5.0, 5.0), "beta": (-5.0,), "lam": 1.01}),
-    ("asl", {"focal_grad": "through", "gamma_neg": 0.5, "gamma_pos": 0.5, "clip": 1e-9}),
-    ("asl", {"gamma_neg": 8.0, "gamma_pos": 1e-30, "clip": 0.5}),
-])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("ral", {"gamma_pos": 0.5, "gamma_neg": 0.5}),
+        ("ral", {"gamma_neg": 0.25, "clip": 0.0, "alpha": (5.0, -5.0, 5.0), "beta": (-5.0,), "lam": 1.01}),
+        ("asl", {"focal_grad": "through", "gamma_neg": 0.5, "gamma_pos": 0.5, "clip": 1e-9}),
+        ("asl", {"gamma_neg": 8.0, "gamma_pos": 1e-30, "clip": 0.5}),
+    ],
+)
 def test_fused_float32_gradients_are_finite_at_the_released_nan_points(fused, name, params):
     """Saturated logits, p below the shift, 0 < gamma < 1: finite, and no further from the float64 truth than eager.
 
@@ -102,7 +107,9 @@ def test_fused_float32_gradients_are_finite_at_the_released_nan_points(fused, na
         truth_value, truth_grad = value_and_grad(ours, x.double(), y.double())
     assert abs(value.double() - truth_value) <= max(abs(eager_value.double() - truth_value), 1e-6 * abs(truth_value))
     grad_error = (grad.double() - truth_grad).abs()
-    assert torch.all(grad_error <= torch.maximum((eager_grad.double() - truth_grad).abs(), 1e-5 * truth_grad.abs().max()))
+    assert torch.all(
+        grad_error <= torch.maximum((eager_grad.double() - truth_grad).abs(), 1e-5 * truth_grad.abs().max())
+    )
 
 
 def test_new_batch_sizes_and_hyperparameters_do_not_recompile(fused):
@@ -111,7 +118,11 @@ def test_new_batch_sizes_and_hyperparameters_do_not_recompile(fused):
     value_and_grad(loss, x, y)  # compiled (or found) here
     assert_fused_ran(loss)
     before = counters["stats"]["unique_graphs"]
-    for rows, classes, params in [(7, 4, {}), (300, 26, {"gamma_neg": 2.0, "clip": 0.3}), (5, 6, {"lam": 3.0, "alpha": (0.5,)})]:
+    for rows, classes, params in [
+        (7, 4, {}),
+        (300, 26, {"gamma_neg": 2.0, "clip": 0.3}),
+        (5, 6, {"lam": 3.0, "alpha": (0.5,)}),
+    ]:
         x, y = make_batch(rows=rows, classes=classes, dtype=torch.float32, seed=rows)
         value, _ = value_and_grad(create_loss("ral", **params), x, y)
         assert torch.isfinite(value)

@@ -24,11 +24,20 @@ params_by_loss = {
     "bce": st.just({}),
     "focal": st.fixed_dictionaries({"gamma": gammas, "focal_grad": focal_grads}),
     "asl": st.fixed_dictionaries({"gamma_pos": gammas, "gamma_neg": gammas, "clip": clips, "focal_grad": focal_grads}),
-    "hill": st.fixed_dictionaries({"gamma": gammas, "lam": lams, "margin": st.floats(0.0, 2.0), "focal_grad": focal_grads}),
-    "ral": st.fixed_dictionaries({
-        "gamma_pos": gammas, "gamma_neg": gammas, "clip": clips, "lam": lams, "alpha": coefs, "beta": coefs,
-        "focal_grad": focal_grads,
-    }),
+    "hill": st.fixed_dictionaries(
+        {"gamma": gammas, "lam": lams, "margin": st.floats(0.0, 2.0), "focal_grad": focal_grads}
+    ),
+    "ral": st.fixed_dictionaries(
+        {
+            "gamma_pos": gammas,
+            "gamma_neg": gammas,
+            "clip": clips,
+            "lam": lams,
+            "alpha": coefs,
+            "beta": coefs,
+            "focal_grad": focal_grads,
+        }
+    ),
 }
 
 logits = arrays(np.float32, (6, 7), elements=st.floats(-50.0, 50.0, width=32))
@@ -104,7 +113,7 @@ def test_ral_gamma_neg_below_one_right_of_the_kink_matches_finite_differences():
     """Just above p = clip the slope is large but finite, and equal to a float64 central difference."""
     clip, gamma_neg = 0.05, 0.5
     logit_clip = torch.logit(torch.tensor(clip, dtype=torch.float64))
-    x = (logit_clip + torch.tensor([[1e-3, 1e-2, 1e-1]], dtype=torch.float64))
+    x = logit_clip + torch.tensor([[1e-3, 1e-2, 1e-1]], dtype=torch.float64)
     y = torch.zeros_like(x)
     loss = create_loss("ral", gamma_neg=gamma_neg, clip=clip, reduction="none")
     _, grad = grad_of(lambda a, b: loss(a, b).sum(), x, y)
@@ -113,12 +122,15 @@ def test_ral_gamma_neg_below_one_right_of_the_kink_matches_finite_differences():
     torch.testing.assert_close(grad, numeric, rtol=1e-5, atol=0)
 
 
-@pytest.mark.parametrize("name,params", [
-    ("asl", {"focal_grad": "through", "gamma_neg": 0.5, "gamma_pos": 0.5}),
-    ("focal", {"gamma": 0.5}),
-    ("hill", {"gamma": 0.5}),
-    ("ral", {"gamma_pos": 0.5, "gamma_neg": 0.5}),
-])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("asl", {"focal_grad": "through", "gamma_neg": 0.5, "gamma_pos": 0.5}),
+        ("focal", {"gamma": 0.5}),
+        ("hill", {"gamma": 0.5}),
+        ("ral", {"gamma_pos": 0.5, "gamma_neg": 0.5}),
+    ],
+)
 def test_released_nan_points_are_finite_here(name, params):
     """Saturated logits (p rounds to 0 or 1 in float32) with 0 < gamma < 1 make the released weights' slope NaN."""
     x = torch.tensor([[40.0, -40.0, 40.0, -40.0, -6.0]])
@@ -131,14 +143,17 @@ def test_released_nan_points_are_finite_here(name, params):
     assert torch.isfinite(grad).all()
 
 
-@pytest.mark.parametrize("name,params", [
-    ("focal", {"gamma": 1.7}),
-    ("asl", {"focal_grad": "through", "gamma_pos": 1.3, "gamma_neg": 2.6, "clip": 0.1}),
-    ("asl", {"clip": 0.0, "gamma_neg": 3.0, "focal_grad": "through"}),
-    ("hill", {"gamma": 1.5, "lam": 2.0, "margin": 0.5}),
-    ("ral", {"gamma_pos": 1.2, "gamma_neg": 2.7, "clip": 0.1, "alpha": (1.0, -1.0, 0.5), "beta": (0.3, 0.2)}),
-    ("ral", {"clip": 0.0, "gamma_neg": 1.5}),
-])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("focal", {"gamma": 1.7}),
+        ("asl", {"focal_grad": "through", "gamma_pos": 1.3, "gamma_neg": 2.6, "clip": 0.1}),
+        ("asl", {"clip": 0.0, "gamma_neg": 3.0, "focal_grad": "through"}),
+        ("hill", {"gamma": 1.5, "lam": 2.0, "margin": 0.5}),
+        ("ral", {"gamma_pos": 1.2, "gamma_neg": 2.7, "clip": 0.1, "alpha": (1.0, -1.0, 0.5), "beta": (0.3, 0.2)}),
+        ("ral", {"clip": 0.0, "gamma_neg": 1.5}),
+    ],
+)
 def test_gradcheck_against_finite_differences(name, params):
     """The closed-form gradients are the derivatives of the values (float64, away from kinks)."""
     gen = torch.Generator().manual_seed(7)

@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from benchmarks.reference_losses import released
-from runners.losses import AsymmetricLoss, RobustAsymmetricLoss, create_loss
-from runners.losses import _packaged
+from runners.losses import AsymmetricLoss, RobustAsymmetricLoss, _packaged, create_loss
 from runners.losses._compiled import ENV_VAR, FUSED_MIN_ELEMENTS, kernel_choice
 from runners.losses._packaged import PackagedKernel
 

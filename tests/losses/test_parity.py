@@ -27,7 +27,10 @@ CASES = [
     ("hill", {"lam": 2.0, "margin": 0.3, "gamma": 0.7}),
     ("hill", {"margin": 0.0, "gamma": 0.0}),
     ("ral", {}),
-    ("ral", {"gamma_pos": 1.5, "gamma_neg": 3.3, "clip": 0.2, "lam": 2.5, "alpha": (1.0, 2.0, -1.0), "beta": (0.5, 0.3)}),
+    (
+        "ral",
+        {"gamma_pos": 1.5, "gamma_neg": 3.3, "clip": 0.2, "lam": 2.5, "alpha": (1.0, 2.0, -1.0), "beta": (0.5, 0.3)},
+    ),
     ("ral", {"alpha": (), "beta": ()}),
     ("ral", {"alpha": (2.0,), "beta": (1.0,)}),
     ("ral", {"gamma_neg": 0.0}),
@@ -111,7 +114,9 @@ def test_float32_is_as_accurate_as_the_released_code(name, params):
 def test_released_ral_names_map_to_alpha_and_beta():
     """epsilon_pos = alpha_1, epsilon_pos_pow = 2 alpha_2 (the code halves it), epsilon_neg = beta_1."""
     x, y = make_batch(seed=3)
-    released_ral = Ralloss(gamma_neg=3.0, gamma_pos=0.5, clip=0.1, lamb=1.8, epsilon_pos=0.7, epsilon_pos_pow=-2.2, epsilon_neg=0.4)
+    released_ral = Ralloss(
+        gamma_neg=3.0, gamma_pos=0.5, clip=0.1, lamb=1.8, epsilon_pos=0.7, epsilon_pos_pow=-2.2, epsilon_neg=0.4
+    )
     polynomial = PolynomialRal(gamma_neg=3.0, gamma_pos=0.5, clip=0.1, lam=1.8, alpha=(0.7, -1.1), beta=(0.4,))
     ours = create_loss("ral", gamma_neg=3.0, gamma_pos=0.5, clip=0.1, lam=1.8, alpha=(0.7, -1.1), beta=(0.4,))
     expected = released_ral(x, y)

@@ -26,12 +26,14 @@ def test_report_renders_in_chromium_without_errors_or_network(chromium, hostile_
     assert dialogs == [], "a script from the store ran"
 
     images = page.eval_on_selector_all(
-        "img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight, e.alt])")
+        "img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight, e.alt])"
+    )
     assert len(images) >= 7
     for complete, width, height, alt in images:
         assert complete and width > 0 and height > 0 and alt.strip()
     svgs = page.eval_on_selector_all(
-        "svg", "els => els.map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height])")
+        "svg", "els => els.map(e => [e.getBoundingClientRect().width, e.getBoundingClientRect().height])"
+    )
     assert all(w > 0 and h > 0 for w, h in svgs)
 
     first = page.eval_on_selector("main section", "s => [s.id, s.querySelector('h2').textContent]")

@@ -15,8 +15,17 @@ from reports.build import build_report, files_dir, main
 SCRIPT = "<script>alert(1)</script>"
 N_BOOT = 100
 
-SECTIONS = ["verdict", "fairness", "distributions", "dispersion", "expected-best", "importance", "failures",
-            "tiers", "appendix"]
+SECTIONS = [
+    "verdict",
+    "fairness",
+    "distributions",
+    "dispersion",
+    "expected-best",
+    "importance",
+    "failures",
+    "tiers",
+    "appendix",
+]
 
 
 def section_ids(text: str) -> list[str]:
@@ -25,7 +34,7 @@ def section_ids(text: str) -> list[str]:
 
 def section(text: str, name: str) -> str:
     start = text.index(f'<section id="{name}"')
-    return text[start:text.index("</section>", start)]
+    return text[start : text.index("</section>", start)]
 
 
 def test_report_has_every_section_in_order_and_results_beside_it(pair_report):
@@ -52,7 +61,7 @@ def test_report_has_every_section_in_order_and_results_beside_it(pair_report):
     written = sorted(p.name for p in files_dir(out).iterdir())
     assert {"analysis.json", "comparisons.csv", "summaries.csv", "trials.csv"} <= set(written)
     for name in written:
-        assert f'{files_dir(out).name}/{name}' in text
+        assert f"{files_dir(out).name}/{name}" in text
     trials = pd.read_csv(files_dir(out) / "trials.csv")
     assert sorted(trials["study"].unique()) == ["asl", "ral"] and len(trials) == 60
 
@@ -95,14 +104,16 @@ def wording_matches_the_interval(text: str, comparisons: pd.DataFrame) -> str:
 
 
 def test_verdict_says_less_sensitive_only_when_the_interval_excludes_one(pair_report, store, tmp_path):
-    clear = wording_matches_the_interval(pair_report.output.read_text(encoding="utf-8"),
-                                         pd.read_csv(files_dir(pair_report.output) / "comparisons.csv"))
+    clear = wording_matches_the_interval(
+        pair_report.output.read_text(encoding="utf-8"), pd.read_csv(files_dir(pair_report.output) / "comparisons.csv")
+    )
     # Focal and Hill studies whose mAP is drawn from the same distribution: no clear difference.
     url = store({"focal": "focal", "hill": "hill", "asl": "asl"}, 15)
     out = tmp_path / "same.html"
     assert main(["--storage", url, "--studies", "focal,hill", "-o", str(out), "--n-boot", str(N_BOOT)]) == 0
-    same = wording_matches_the_interval(out.read_text(encoding="utf-8"),
-                                        pd.read_csv(files_dir(out) / "comparisons.csv"))
+    same = wording_matches_the_interval(
+        out.read_text(encoding="utf-8"), pd.read_csv(files_dir(out) / "comparisons.csv")
+    )
     assert (clear, same) == ("less sensitive", "not distinguishable on this data")  # both branches were exercised
     # --studies picks only the named studies.
     text = out.read_text(encoding="utf-8")
@@ -202,13 +213,17 @@ def test_cli_bad_flag_and_password_redaction(capsys):
 
 
 def test_module_runs_as_a_program_and_imports_no_torch(tmp_path):
-    code = ("import sys, reports.build, reports.charts, reports.tables, analysis.figures; "
-            "print('torch' in sys.modules)")
+    code = "import sys, reports.build, reports.charts, reports.tables, analysis.figures; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
-    done = subprocess.run([sys.executable, "-m", "reports.build", "--storage", f"sqlite:///{tmp_path / 'x.db'}"],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "reports.build", "--storage", f"sqlite:///{tmp_path / 'x.db'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert done.returncode == 2
     assert done.stderr.startswith("reports.build: error: ") and len(done.stderr.strip().splitlines()) == 1
 

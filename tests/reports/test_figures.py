@@ -21,11 +21,21 @@ def trials_frame(n: int = 30, studies=("asl", "ral"), status: str = "complete", 
     for s in studies:
         for i in range(n):
             value = float(rng.uniform(0.2, 0.4))
-            rows.append({"study": s, "loss": s, "number": i, "status": status,
-                         "value": value if status == "complete" else math.nan,
-                         "param_gamma_neg": float(rng.uniform(0, 6)), "param_clip": float(rng.uniform(0, 0.4)),
-                         "val_mAP_head": value + 0.1, "val_mAP_medium": value, "val_mAP_tail": value - 0.1,
-                         "fail_reason": None if status == "complete" else "diverged: non-finite loss"})
+            rows.append(
+                {
+                    "study": s,
+                    "loss": s,
+                    "number": i,
+                    "status": status,
+                    "value": value if status == "complete" else math.nan,
+                    "param_gamma_neg": float(rng.uniform(0, 6)),
+                    "param_clip": float(rng.uniform(0, 0.4)),
+                    "val_mAP_head": value + 0.1,
+                    "val_mAP_medium": value,
+                    "val_mAP_tail": value - 0.1,
+                    "fail_reason": None if status == "complete" else "diverged: non-finite loss",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -62,16 +72,39 @@ def test_single_value_studies_still_draw():
 
 
 def test_result_frame_figures_and_their_empty_cases():
-    eb = pd.DataFrame({"study": ["a"] * 3 + ["b"] * 3, "n": [1, 2, 3] * 2, "mean": [.3, .35, .37, .33, .34, .35],
-                       "low": [.28, .33, .36, .31, .33, .34], "high": [.32, .37, .38, .35, .35, .36]})
+    eb = pd.DataFrame(
+        {
+            "study": ["a"] * 3 + ["b"] * 3,
+            "n": [1, 2, 3] * 2,
+            "mean": [0.3, 0.35, 0.37, 0.33, 0.34, 0.35],
+            "low": [0.28, 0.33, 0.36, 0.31, 0.33, 0.34],
+            "high": [0.32, 0.37, 0.38, 0.35, 0.35, 0.36],
+        }
+    )
     assert png_size(figures.expected_best(eb))[0] > 0
-    imp = pd.DataFrame({"study": ["a", "a", "b"], "param": ["clip", "gamma_neg", "clip"], "method": ["fanova"] * 3,
-                        "mean": [0.6, 0.4, 0.9], "low": [0.5, math.nan, 0.8], "high": [0.7, math.nan, 1.0]})
+    imp = pd.DataFrame(
+        {
+            "study": ["a", "a", "b"],
+            "param": ["clip", "gamma_neg", "clip"],
+            "method": ["fanova"] * 3,
+            "mean": [0.6, 0.4, 0.9],
+            "low": [0.5, math.nan, 0.8],
+            "high": [0.7, math.nan, 1.0],
+        }
+    )
     fig = figures.importances(imp)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["gamma_neg", "clip"]  # most important on top
-    marg = pd.DataFrame({"study": ["a"] * 4, "param": ["clip"] * 2 + ["lam"] * 2, "bin_center": [0.1, 0.2, 1.2, 1.4],
-                         "mean": [0.3, 0.32, 0.31, 0.3], "low": [0.29, 0.31, 0.3, 0.29],
-                         "high": [0.31, 0.33, 0.32, 0.31], "count": [3, 4, 2, 5]})
+    marg = pd.DataFrame(
+        {
+            "study": ["a"] * 4,
+            "param": ["clip"] * 2 + ["lam"] * 2,
+            "bin_center": [0.1, 0.2, 1.2, 1.4],
+            "mean": [0.3, 0.32, 0.31, 0.3],
+            "low": [0.29, 0.31, 0.3, 0.29],
+            "high": [0.31, 0.33, 0.32, 0.31],
+            "count": [3, 4, 2, 5],
+        }
+    )
     assert len([ax for ax in figures.marginals(marg).axes if ax.get_visible() and ax.get_title()]) == 2
     for draw, frame in ((figures.expected_best, eb), (figures.importances, imp), (figures.marginals, marg)):
         with pytest.raises(figures.NotEnoughData):
@@ -81,8 +114,14 @@ def test_result_frame_figures_and_their_empty_cases():
 
 
 def test_binned_map_shares_one_colour_scale():
-    grid = pd.DataFrame({"study": ["a"] * 4 + ["b"] * 4, "gamma_neg": [1, 1, 3, 3] * 2,
-                         "clip": [0.1, 0.3] * 4, "mean": [0.1, 0.2, 0.3, 0.4, 0.35, 0.36, 0.37, np.nan]})
+    grid = pd.DataFrame(
+        {
+            "study": ["a"] * 4 + ["b"] * 4,
+            "gamma_neg": [1, 1, 3, 3] * 2,
+            "clip": [0.1, 0.3] * 4,
+            "mean": [0.1, 0.2, 0.3, 0.4, 0.35, 0.36, 0.37, np.nan],
+        }
+    )
     fig = figures.binned_map(grid, "gamma_neg", "clip")
     from matplotlib.collections import QuadMesh
 
@@ -127,12 +166,26 @@ def test_number_and_estimate_formatting():
 
 
 def test_fairness_rows_flag_differences_and_expected_ones():
-    base = {"loss": "asl", "config": {"sampler": "qmc", "seed": 0, "n_trials": 100,
-                                      "trial": {"protocol": "linear-probe", "train": {"epochs": 30}}},
-            "search_space": {"params": [{"name": "gamma_neg"}, {"name": "clip"}]}}
-    other = {"loss": "ral", "config": {"sampler": "qmc", "seed": 1, "n_trials": 100,
-                                       "trial": {"protocol": "linear-probe", "train": {"epochs": 10}}},
-             "search_space": {"params": [{"name": "gamma_neg"}, {"name": "clip"}, {"name": "lam"}]}}
+    base = {
+        "loss": "asl",
+        "config": {
+            "sampler": "qmc",
+            "seed": 0,
+            "n_trials": 100,
+            "trial": {"protocol": "linear-probe", "train": {"epochs": 30}},
+        },
+        "search_space": {"params": [{"name": "gamma_neg"}, {"name": "clip"}]},
+    }
+    other = {
+        "loss": "ral",
+        "config": {
+            "sampler": "qmc",
+            "seed": 1,
+            "n_trials": 100,
+            "trial": {"protocol": "linear-probe", "train": {"epochs": 10}},
+        },
+        "search_space": {"params": [{"name": "gamma_neg"}, {"name": "clip"}, {"name": "lam"}]},
+    }
     rows = {r.label: r for r in tables.fairness_rows({"a": base, "b": other}, ["a", "b"])}
     assert rows["loss"].expected and rows["swept parameters"].expected
     assert rows["seed"].differs and not rows["seed"].expected and rows["seed"].cells == ["0", "1"]
@@ -143,11 +196,23 @@ def test_fairness_rows_flag_differences_and_expected_ones():
 def test_log_swept_parameters_get_log_axes():
     from reports.charts import log_params
 
-    settings = {"a": {"search_space": {"params": [{"name": "lr", "log": True}, {"name": "clip", "log": False}]}},
-                "b": {}}
+    settings = {
+        "a": {"search_space": {"params": [{"name": "lr", "log": True}, {"name": "clip", "log": False}]}},
+        "b": {},
+    }
     assert log_params(settings) == {"lr"}
-    marg = pd.DataFrame({"study": ["a"] * 4, "param": ["lr"] * 2 + ["clip"] * 2, "bin_center": [1e-4, 1e-2, .1, .2],
-                         "mean": [.3, .31, .32, .3], "low": [.29] * 4, "high": [.33] * 4, "count": [5] * 4})
-    scales = {ax.get_title(): ax.get_xscale() for ax in figures.marginals(marg, log_params={"lr"}).axes
-              if ax.get_visible()}
+    marg = pd.DataFrame(
+        {
+            "study": ["a"] * 4,
+            "param": ["lr"] * 2 + ["clip"] * 2,
+            "bin_center": [1e-4, 1e-2, 0.1, 0.2],
+            "mean": [0.3, 0.31, 0.32, 0.3],
+            "low": [0.29] * 4,
+            "high": [0.33] * 4,
+            "count": [5] * 4,
+        }
+    )
+    scales = {
+        ax.get_title(): ax.get_xscale() for ax in figures.marginals(marg, log_params={"lr"}).axes if ax.get_visible()
+    }
     assert scales == {"lr": "log", "clip": "linear"}

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,7 +36,9 @@ _CHILD = textwrap.dedent(
 
 
 def _digest(raw: dict[str, np.ndarray]) -> str:
-    return hashlib.sha256(b"".join(np.ascontiguousarray(raw[s]).tobytes() for s in ("train", "val", "test"))).hexdigest()
+    return hashlib.sha256(
+        b"".join(np.ascontiguousarray(raw[s]).tobytes() for s in ("train", "val", "test"))
+    ).hexdigest()
 
 
 def test_two_processes_missing_the_cache_at_once_do_not_corrupt_it(tmp_path):
@@ -51,7 +52,9 @@ def test_two_processes_missing_the_cache_at_once_do_not_corrupt_it(tmp_path):
     children = [
         subprocess.Popen(
             [sys.executable, "-c", _CHILD, str(cache), str(go), str(tmp_path / f"ready{i}")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(2)
     ]
@@ -69,13 +72,22 @@ def test_two_processes_missing_the_cache_at_once_do_not_corrupt_it(tmp_path):
 
     entries = [p for p in (cache / "embeddings").rglob("output.pkl")]
     assert len(entries) == 1, entries  # one key, one entry: the two writes did not leave two versions
-    leftovers = [p for p in (cache / "embeddings").rglob("*") if p.is_file() and (".tmp" in p.name or "thread-" in p.name)]
+    leftovers = [
+        p for p in (cache / "embeddings").rglob("*") if p.is_file() and (".tmp" in p.name or "thread-" in p.name)
+    ]
     assert not leftovers
 
     # This process now reads the entry written by the children: the same bytes, and no recomputation.
     started = time.perf_counter()
-    raw = compute_embeddings(dataset, backbone="test_resnet", checkpoint=None, image_size=32, cache_dir=cache,
-                             device=torch.device("cpu"), progress=False)
+    raw = compute_embeddings(
+        dataset,
+        backbone="test_resnet",
+        checkpoint=None,
+        image_size=32,
+        cache_dir=cache,
+        device=torch.device("cpu"),
+        progress=False,
+    )
     assert _digest(raw) == digests[0]
     assert len(list((cache / "embeddings").rglob("output.pkl"))) == 1
     assert time.perf_counter() - started < 5.0  # a read, not a second embedding pass (generous bound)
@@ -95,11 +107,20 @@ def test_cache_key_separates_backbone_image_size_and_checkpoint(tmp_path):
 
 def test_loaded_features_are_standardised_on_the_training_split(prepared, tiny_config):
     clear_memory_cache()
-    features = load_features(prepared.dataset, backbone=tiny_config.backbone, checkpoint=None, image_size=32,
-                             cache_dir=tiny_config.cache_dir, device=torch.device("cpu"), progress=False)
+    features = load_features(
+        prepared.dataset,
+        backbone=tiny_config.backbone,
+        checkpoint=None,
+        image_size=32,
+        cache_dir=tiny_config.cache_dir,
+        device=torch.device("cpu"),
+        progress=False,
+    )
     x = features.train.x.double()
     live = x.std(dim=0) > 0  # dead units stay at 0
     assert torch.allclose(x.mean(dim=0), torch.zeros_like(x[0]), atol=1e-5)
-    assert torch.allclose(x.std(dim=0, unbiased=False)[live], torch.ones(int(live.sum()), dtype=torch.float64), atol=1e-4)
+    assert torch.allclose(
+        x.std(dim=0, unbiased=False)[live], torch.ones(int(live.sum()), dtype=torch.float64), atol=1e-4
+    )
     assert features.val.x.shape == (len(prepared.dataset.val), 96)
     assert torch.equal(features.train.y, torch.from_numpy(prepared.dataset.train.labels.astype(np.float32)))

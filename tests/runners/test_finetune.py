@@ -41,7 +41,8 @@ def test_finetune_trains_the_backbone_not_only_the_head(finetune_config, prepare
 
 def test_finetune_with_clipping_warmup_and_sgd_runs(finetune_config, prepared):
     config = dataclasses.replace(
-        finetune_config, train=TrainConfig(epochs=2, batch_size=48, lr=1e-2, optimizer="sgd", grad_clip=1.0, warmup_epochs=1)
+        finetune_config,
+        train=TrainConfig(epochs=2, batch_size=48, lr=1e-2, optimizer="sgd", grad_clip=1.0, warmup_epochs=1),
     )
     result = runners.run_trial(config, "ral", {}, seed=2)
     assert result.status == "complete" and math.isfinite(result.value)
@@ -57,7 +58,9 @@ def test_finetune_divergence_is_a_result(finetune_config, prepared):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("amp", ["bf16", "fp16", "off"])
 def test_finetune_on_cuda_with_each_precision(finetune_config, prepared, amp):
-    config = dataclasses.replace(finetune_config, device="cuda", train=dataclasses.replace(finetune_config.train, amp=amp))
+    config = dataclasses.replace(
+        finetune_config, device="cuda", train=dataclasses.replace(finetune_config.train, amp=amp)
+    )
     result = runners.run_trial(config, "asl", {}, seed=0)
     assert result.status == "complete" and 0 < result.value <= 1
 

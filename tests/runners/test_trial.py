@@ -89,7 +89,10 @@ def test_absurd_learning_rate_is_a_diverged_result_not_an_exception(tiny_config,
 
 def test_mlp_head_and_gradient_clipping_run(tiny_config, prepared):
     plain = runners.run_trial(tiny_config, "bce", {}, seed=3)
-    config = dataclasses.replace(tiny_config, train=TrainConfig(epochs=4, batch_size=64, head="mlp", mlp_hidden=32, grad_clip=0.1, warmup_epochs=1))
+    config = dataclasses.replace(
+        tiny_config,
+        train=TrainConfig(epochs=4, batch_size=64, head="mlp", mlp_hidden=32, grad_clip=0.1, warmup_epochs=1),
+    )
     result = runners.run_trial(config, "bce", {}, seed=3)
     assert result.status == "complete" and result.value != plain.value
 

@@ -73,7 +73,11 @@ def test_nuisance_parameters_can_be_overridden_in_nuisance_mode(write):
         ("[gamma_neg]\nlow = 5.0\nhigh = 5.0\n", "asl", r"\[gamma_neg\] low \(5\) must be smaller than high \(5\)"),
         ("[gamma_neg]\nlow = 7.0\n", "asl", r"\[gamma_neg\] low \(7\) must be smaller than high \(6\)"),
         ("[clip]\nlog = true\n", "asl", r"\[clip\] a log-scale range needs low > 0"),
-        ("[gamma_neg]\nlow = -1.0\nhigh = 2.0\nlog = true\ndefault = 1.0\n", "asl", r"\[gamma_neg\] a log-scale range needs low > 0"),
+        (
+            "[gamma_neg]\nlow = -1.0\nhigh = 2.0\nlog = true\ndefault = 1.0\n",
+            "asl",
+            r"\[gamma_neg\] a log-scale range needs low > 0",
+        ),
         ("[lamda]\nfixed = 2.0\n", "ral", r"\[lamda\] is not a parameter of the 'ral' space"),
         ("[alpha_3]\nlow = 0.0\n", "ral", r"\[alpha_3\] is not a parameter of the 'ral' space"),
         ('loss = "asl"\n[lam]\nfixed = 2.0\n', "ral", r"the file is for loss 'asl' but the study's loss is 'ral'"),

@@ -21,7 +21,15 @@ RELEASED_DEFAULTS = {
     "focal": {"gamma": 2.0},
     "asl": {"gamma_pos": 1.0, "gamma_neg": 4.0, "clip": 0.05},
     "hill": {"lam": 1.5, "margin": 1.0, "gamma": 2.0},
-    "ral": {"gamma_pos": 0.0, "gamma_neg": 4.0, "clip": 0.05, "lam": 1.5, "alpha_1": 1.0, "alpha_2": -1.25, "beta_1": 0.0},
+    "ral": {
+        "gamma_pos": 0.0,
+        "gamma_neg": 4.0,
+        "clip": 0.05,
+        "lam": 1.5,
+        "alpha_1": 1.0,
+        "alpha_2": -1.25,
+        "beta_1": 0.0,
+    },
 }
 ALL_SPACES = [
     (loss, mode, nuisance)
@@ -141,7 +149,7 @@ def test_from_unit_is_log_aware_at_the_midpoint():
     for p in space.params:
         expected = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
         assert mid[p.name] == pytest.approx(expected, rel=1e-12), p.name
-    assert mid["lr"] == pytest.approx(10 ** -2.5)
+    assert mid["lr"] == pytest.approx(10**-2.5)
 
 
 def test_from_unit_checks_its_input():
@@ -187,7 +195,14 @@ def test_distributions_match_the_specs():
 # --- grids ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "loss,nuisance,n_points,levels",
-    [("focal", False, 7, 7), ("asl", False, 125, 5), ("asl", False, 100, 5), ("asl", False, 5, 2), ("ral", True, 200, 2), ("hill", False, 1, 2)],
+    [
+        ("focal", False, 7, 7),
+        ("asl", False, 125, 5),
+        ("asl", False, 100, 5),
+        ("asl", False, 5, 2),
+        ("ral", True, 200, 2),
+        ("hill", False, 1, 2),
+    ],
 )
 def test_grid_is_full_factorial_with_equal_levels(loss, nuisance, n_points, levels):
     space = get_space(loss, nuisance=nuisance)
@@ -214,7 +229,9 @@ def test_grid_axes_drive_optuna_grid_sampler():
     space = get_space("asl")
     sampler = optuna.samplers.GridSampler(space.grid_axes(8), seed=0)
     study = optuna.create_study(sampler=sampler)
-    study.optimize(lambda t: sum(t.suggest_float(n, d.low, d.high) for n, d in space.distributions().items()), n_trials=8)
+    study.optimize(
+        lambda t: sum(t.suggest_float(n, d.low, d.high) for n, d in space.distributions().items()), n_trials=8
+    )
     seen = {tuple(t.params[n] for n in space.names) for t in study.trials}
     assert seen == {tuple(g[n] for n in space.names) for g in space.grid(8)}
 

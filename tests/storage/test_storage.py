@@ -93,13 +93,17 @@ def test_sqlite_store_is_created_in_wal_mode_with_a_busy_timeout(tmp_path):
 
 
 def test_heartbeat_arguments_are_passed_without_warnings(tmp_path):
-    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    retry = (
+        getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         callback = retry(max_retry=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        storage = open_storage(f"sqlite:///{tmp_path / 'h.db'}", heartbeat_interval=5, grace_period=20, failed_trial_callback=callback)
+        storage = open_storage(
+            f"sqlite:///{tmp_path / 'h.db'}", heartbeat_interval=5, grace_period=20, failed_trial_callback=callback
+        )
     assert storage.heartbeat_interval == 5 and storage.grace_period == 20
     assert storage.failed_trial_callback is callback
 
@@ -134,7 +138,10 @@ def test_missing_sqlite_directory_is_one_line(tmp_path):
     with pytest.raises(UsageError) as info:
         open_storage(url)
     message = str(info.value)
-    assert message == f"cannot open the study store at {url}: directory {tmp_path}/no/such/dir does not exist; create it first"
+    assert (
+        message
+        == f"cannot open the study store at {url}: directory {tmp_path}/no/such/dir does not exist; create it first"
+    )
     assert not (tmp_path / "no").exists()
 
 
@@ -161,7 +168,9 @@ def test_several_processes_write_one_sqlite_file_at_once(tmp_path):
     )
     n_workers = 4
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for i in range(n_workers)
     ]
     try:
@@ -221,7 +230,9 @@ def test_wrong_password_is_one_line_without_either_password(password_postgres):
     with pytest.raises(UsageError) as info:
         open_storage(resolve_url(url))
     message = str(info.value)
-    assert message.startswith(f"cannot open the study store at postgresql+psycopg://postgres:***@127.0.0.1:{password_postgres.port}/postgres: ")
+    assert message.startswith(
+        f"cannot open the study store at postgresql+psycopg://postgres:***@127.0.0.1:{password_postgres.port}/postgres: "
+    )
     assert "password authentication failed" in message
     assert password_postgres.password not in message and "\n" not in message
 

@@ -56,7 +56,9 @@ def run_cli(args: list[str], cwd: Path | str, *, timeout: float = 300) -> subpro
     """``python -m study.run ARGS`` in a subprocess, as a user runs it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("LOSSWEEP_STORAGE", None)
-    return subprocess.run([sys.executable, "-m", "study.run", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "study.run", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def start_cli(args: list[str], cwd: Path | str) -> subprocess.Popen:

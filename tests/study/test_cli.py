@@ -25,13 +25,50 @@ def test_every_trial_setting_has_a_flag_with_its_default():
     # a few defaults as printed
     assert f"(default: {default.train.epochs})" in text
     assert f"(default: {default.backbone})" in text
-    for flag in ("--loss", "--trials", "--storage", "--study-name", "--sampler", "--seed", "--space", "--space-mode", "--nuisance", "--n-alpha", "--n-beta", "--replicates", "--devices", "--workers", "--timeout", "--report", "--quiet"):
+    for flag in (
+        "--loss",
+        "--trials",
+        "--storage",
+        "--study-name",
+        "--sampler",
+        "--seed",
+        "--space",
+        "--space-mode",
+        "--nuisance",
+        "--n-alpha",
+        "--n-beta",
+        "--replicates",
+        "--devices",
+        "--workers",
+        "--timeout",
+        "--report",
+        "--quiet",
+    ):
         assert flag in text
     assert "seed + k" in text  # the seed rule is documented
 
 
 def test_flags_build_the_trial_config():
-    args = build_parser().parse_args(["--loss", "ral", "--trials", "3", "--epochs", "7", "--data-num-images", "300", "--grad-clip", "none", "--data-label-columns", "a,b", "--data", "csv", "--data-path", "x.csv"])
+    args = build_parser().parse_args(
+        [
+            "--loss",
+            "ral",
+            "--trials",
+            "3",
+            "--epochs",
+            "7",
+            "--data-num-images",
+            "300",
+            "--grad-clip",
+            "none",
+            "--data-label-columns",
+            "a,b",
+            "--data",
+            "csv",
+            "--data-path",
+            "x.csv",
+        ]
+    )
     from study.config import trial_config_from_args
 
     config = trial_config_from_args(args)
@@ -42,7 +79,13 @@ def test_flags_build_the_trial_config():
 
 def test_import_and_help_do_not_import_torch():
     code = "import sys, study.run; study.run.build_parser().format_help(); print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "False"
 
 
@@ -53,7 +96,10 @@ def test_import_and_help_do_not_import_torch():
         (["--loss", "ral", "--trials", "0"], "--trials must be at least 1"),
         (["--loss", "ral", "--trials", "5", "--storage", "sqlite://///no/such/dir/x.db"], "does not exist"),
         (["--loss", "ral", "--trials", "5", "--storage", "mongodb://h/x"], "unsupported storage"),
-        (["--loss", "ral", "--trials", "5", "--storage", "postgresql://alice:s3cret@127.0.0.1:1/db"], "cannot open the study store"),
+        (
+            ["--loss", "ral", "--trials", "5", "--storage", "postgresql://alice:s3cret@127.0.0.1:1/db"],
+            "cannot open the study store",
+        ),
         (["--loss", "ral", "--trials", "5", "--devices", "gpu0"], "--devices: 'gpu0' is not a device"),
         (["--loss", "ral", "--trials", "5", "--devices", "cuda:7"], "--devices cuda:7"),
         (["--loss", "ral", "--trials", "5", "--sampler", "grid"], "--sampler grid"),

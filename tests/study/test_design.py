@@ -76,7 +76,9 @@ def test_seed_rule():
 
 
 def _trial(state, k, **attrs):
-    return optuna.trial.create_trial(state=state, value=0.5 if state == TrialState.COMPLETE else None, user_attrs={"design_index": k, **attrs})
+    return optuna.trial.create_trial(
+        state=state, value=0.5 if state == TrialState.COMPLETE else None, user_attrs={"design_index": k, **attrs}
+    )
 
 
 def test_ledger_counts_finished_retries_and_interruptions():
@@ -134,7 +136,15 @@ def test_concurrent_claims_finish_exactly_the_budget(backend, tmp_path, request)
     )  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, repr({**spec, "slot": i}), str(go)], env=env, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, repr({**spec, "slot": i}), str(go)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
     deadline = time.monotonic() + 120
     while not all((tmp_path / f"go.ready{i}").exists() for i in range(3)) and time.monotonic() < deadline:
         time.sleep(0.05)

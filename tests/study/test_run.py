@@ -20,12 +20,25 @@ from study.design import Design
 
 pytestmark = pytest.mark.slow
 
-STORE_KEYS = {"lossweep", "loss", "config", "search_space", "data_fingerprint", "class_names", "train_positives", "versions"}
+STORE_KEYS = {
+    "lossweep",
+    "loss",
+    "config",
+    "search_space",
+    "data_fingerprint",
+    "class_names",
+    "train_positives",
+    "versions",
+}
 TRIAL_KEYS = {"design_index", "status", "val_mAP", "test_mAP", "val_per_class_ap", "seconds", "seeds", "fail_reason"}
 
 
 def finished(trials):
-    return [t for t in trials if t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and t.user_attrs.get("status") == "diverged")]
+    return [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and t.user_attrs.get("status") == "diverged")
+    ]
 
 
 def check_exact_budget(trials, n):
@@ -75,7 +88,24 @@ def test_same_seed_gives_the_design_points_and_reproducible_values(tmp_path, cli
     """Points are the design's (a function of seed and index, whatever the workers' timing); on CPU a
     trial's stored value is what the same parameters and seed give when run again."""
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    result = cli(["--loss", "asl", "--trials", "4", "--seed", "7", "--workers", "2", "--num-threads", "1", "--storage", url, *tiny], tmp_path)
+    result = cli(
+        [
+            "--loss",
+            "asl",
+            "--trials",
+            "4",
+            "--seed",
+            "7",
+            "--workers",
+            "2",
+            "--num-threads",
+            "1",
+            "--storage",
+            url,
+            *tiny,
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     study = load(url, "asl-synthetic-linear-probe-full")
     done = {t.user_attrs["design_index"]: t for t in check_exact_budget(study.get_trials(), 4)}
@@ -87,7 +117,9 @@ def test_same_seed_gives_the_design_points_and_reproducible_values(tmp_path, cli
     import runners
     from runners.config import TrialConfig
 
-    config = TrialConfig.from_dict({**study.user_attrs["config"]["trial"], "device": "cpu", "num_threads": 1, "cache_dir": cache_dir})
+    config = TrialConfig.from_dict(
+        {**study.user_attrs["config"]["trial"], "device": "cpu", "num_threads": 1, "cache_dir": cache_dir}
+    )
     space = get_space("asl")
     for k in (0, 3):
         again = runners.run_trial(config, "asl", space.loss_params(done[k].params), 7)
@@ -140,10 +172,15 @@ def test_a_killed_worker_is_retried_with_the_same_parameters(tmp_path, start, ti
     url = f"sqlite:///{tmp_path / 'store.db'}"
     name = "asl-synthetic-linear-probe-full"
     # Trials of about a second, so the kill lands mid-trial.
-    proc = start(["--loss", "asl", "--trials", "5", "--workers", "2", "--storage", url, *tiny, "--epochs", "600"], tmp_path)
+    proc = start(
+        ["--loss", "asl", "--trials", "5", "--workers", "2", "--storage", url, *tiny, "--epochs", "600"], tmp_path
+    )
     watch = StoreWatch(tmp_path / "store.db", name)
     try:
-        victim = wait_for(lambda: next((t for t in watch.trials() if t.state == TrialState.RUNNING and t.number >= 1), None), what="a running trial")
+        victim = wait_for(
+            lambda: next((t for t in watch.trials() if t.state == TrialState.RUNNING and t.number >= 1), None),
+            what="a running trial",
+        )
         pid = int(victim.system_attrs["lossweep:worker"].rsplit(":", 1)[1])
         os.kill(pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
@@ -174,7 +211,10 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_completes_the_budget(tmp_path, start, 
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    timeline = [(t.number, t.state.name, str(t.datetime_start.time()), str(t.datetime_complete and t.datetime_complete.time())) for t in watch.trials()]
+    timeline = [
+        (t.number, t.state.name, str(t.datetime_start.time()), str(t.datetime_complete and t.datetime_complete.time()))
+        for t in watch.trials()
+    ]
     assert proc.returncode == 130, f"SIGINT at {signalled.time()}; trials {timeline}; stderr {err}"
     assert "run the same command again to resume" in err
     trials = load(url, name).get_trials()
@@ -245,8 +285,14 @@ def test_conflicting_settings_are_refused_and_the_study_is_left_alone(bce_store,
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "different settings" in lines[0] and "train.epochs (stored 3, now 4)" in lines[0] and "sampler (stored 'qmc', now 'random')" in lines[0]
+    assert (
+        "different settings" in lines[0]
+        and "train.epochs (stored 3, now 4)" in lines[0]
+        and "sampler (stored 'qmc', now 'random')" in lines[0]
+    )
     after = load(url, BCE)
-    assert [(t.number, t.state, t.params, t.user_attrs) for t in after.get_trials()] == [(t.number, t.state, t.params, t.user_attrs) for t in before]
+    assert [(t.number, t.state, t.params, t.user_attrs) for t in after.get_trials()] == [
+        (t.number, t.state, t.params, t.user_attrs) for t in before
+    ]
     assert after.user_attrs["config"]["n_trials"] == 3  # the budget was not raised either
     assert optuna.get_all_study_names(url) == [BCE]

@@ -35,7 +35,12 @@ def test_results_read_back_through_optuna_and_the_ledger_query(backend, tmp_path
     dist = {"gamma": optuna.distributions.FloatDistribution(0.0, 4.0)}
     ids = []
     for k in range(4):
-        template = optuna.trial.create_trial(state=TrialState.RUNNING, params={"gamma": float(k)}, distributions=dist, user_attrs={"design_index": k, "status": "stale value"})
+        template = optuna.trial.create_trial(
+            state=TrialState.RUNNING,
+            params={"gamma": float(k)},
+            distributions=dist,
+            user_attrs={"design_index": k, "status": "stale value"},
+        )
         ids.append(storage.create_new_trial(study_id, template))
     assert write_result(storage, ids[0], _result(0.75).user_attrs(), TrialState.COMPLETE, 0.75)
     assert write_result(storage, ids[1], _result(math.nan, "diverged").user_attrs(), TrialState.FAIL, None)
@@ -49,7 +54,9 @@ def test_results_read_back_through_optuna_and_the_ledger_query(backend, tmp_path
     assert done.user_attrs == {"design_index": 0, **_result(0.75).user_attrs()}  # "status" overwritten, the rest added
     assert done.user_attrs["val_per_class_ap"] == [0.75, None, 0.25]
     assert done.datetime_complete is not None
-    assert trials[1].state == TrialState.FAIL and trials[1].user_attrs["status"] == "diverged" and trials[1].value is None
+    assert (
+        trials[1].state == TrialState.FAIL and trials[1].user_attrs["status"] == "diverged" and trials[1].value is None
+    )
     assert trials[2].state == TrialState.FAIL and "val_mAP" not in trials[2].user_attrs
     assert trials[3].state == TrialState.RUNNING
 
