@@ -54,6 +54,15 @@ class StudySummary:
     tier_std: dict[str, Estimate] = field(default_factory=dict)  # head / medium / tail: std of val mAP_<tier>
     seed_floor_std: float | None = None  # std of the default configuration over seeds, where measured
     hp_to_seed_ratio: Estimate | None = None  # stats["std"] / seed_floor_std
+    # Value a diverged trial takes in every failure-aware statistic (e.g. the split's chance-level mAP).
+    floor_value: float = math.nan
+    # ``stats`` are failure-aware (diverged trials enter at floor_value); these are over survivors only.
+    survivor_stats: dict[str, Estimate] = field(default_factory=dict)
+    # Variance components of a config x seed design (keys "hp", "seed", "interaction"), where R >= 2.
+    variance_components: dict[str, Estimate] = field(default_factory=dict)
+    n_replicates: int = 1
+    sampler: str = ""
+    swept: tuple[str, ...] = ()  # the swept hyperparameters, in declaration order
 
 
 @dataclass
@@ -63,6 +72,28 @@ class Difference:
     setting: str
     value_a: Any
     value_b: Any
+
+
+@dataclass
+class Measure:
+    """One face of robustness on a verdict card: both studies' values and their contrast.
+
+    ``contrast`` is b - a (``kind="difference"``) or b / a (``kind="ratio"``) with its 95 % interval;
+    ``better`` names the study ("a" or "b") that is more robust on this measure when the test is
+    significant after any adjustment, else None.
+    """
+
+    key: str  # "spread", "divergence_rate", "near_best", "tunability", "aubc", "variance_hp", ...
+    name: str  # words for the reader, e.g. "near-best fraction (δ = 0.01)"
+    value_a: float
+    value_b: float
+    contrast: Estimate
+    kind: str = "difference"  # "difference" | "ratio"
+    higher_is_more_robust: bool = True
+    p_value: float = math.nan
+    better: str | None = None
+    primary: bool = False  # the measure the directional verdict rests on
+    method: str = ""  # the interval / test method, e.g. "permutation test of log MAD ratio"
 
 
 @dataclass
@@ -80,17 +111,28 @@ class Comparison:
     fair: bool
     differences: list[Difference]
     verdict: str  # the plain-words paragraph the report leads with
+    # "less sensitive" | "more sensitive" | "not distinguishable" | "mixed evidence" | "no verdict" (refused)
+    direction: str = "not distinguishable"
+    mode: str = ""  # the space mode both studies share ("matched", "full", ...) or "mixed"
+    swept: tuple[str, ...] = ()  # the hyperparameters both studies sweep, as the card header names them
+    primary: bool = False  # the one primary comparison of a report; every other is secondary
+    p_value: float = math.nan  # of the primary spread test, Holm-adjusted when the comparison is secondary
+    measures: list[Measure] = field(default_factory=list)
+    refusal: str = ""  # why no directional verdict was given (TPE sampler, n too small, ...), else ""
 
 
 @dataclass
 class Analysis:
     """Everything a report shows, computed from the store alone."""
 
-    trials: pd.DataFrame  # tidy: one row per trial (see analysis.load)
+    # tidy: one row per trial (see analysis.load); analyse adds "value_failure_aware" (diverged trials at the
+    # study's floor_value, NaN for killed / crashed trials, else the value)
+    trials: pd.DataFrame
     settings: dict[str, dict[str, Any]]  # study name -> stored study attributes
     summaries: dict[str, StudySummary]
     comparisons: list[Comparison]
-    expected_best: pd.DataFrame  # columns: study, n, mean, low, high
+    # columns: study, n, mean, low, high, basis ("failure-aware" | "survivors"); failure-aware rows are primary
+    expected_best: pd.DataFrame
     # columns: study, param, method ("fanova" | "ped-anova" | "rbd-fast"), mean, low, high, spread (fANOVA's std
     # over forest seeds), n_trials (complete trials used, after any subsampling)
     importances: pd.DataFrame
