@@ -11,12 +11,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .packs import PackTrial, run_pack
     from .trial import Prepared, prepare, replicate_seeds, run_trial
 
-__all__ = ["Prepared", "prepare", "replicate_seeds", "run_trial"]
+__all__ = ["PackTrial", "Prepared", "prepare", "replicate_seeds", "run_pack", "run_trial"]
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("PackTrial", "run_pack"):
+        from . import packs
+
+        return getattr(packs, name)
     if name in __all__:
         from . import trial
 

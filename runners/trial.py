@@ -112,6 +112,12 @@ def run_trial(
     _apply_threads(config)
     device = resolve_device(config.device)
     loss_fn = create_loss(loss_name, **dict(loss_params)).to(device)
+    if config.protocol == "linear-probe":  # one trainer: a single trial is a pack of one
+        from .packs import PackTrial, run_pack
+
+        (result,) = run_pack(config, loss_name, [PackTrial(loss_params, seed)], replicates)
+        result.seconds = time.perf_counter() - started
+        return result
     run_protocol = get_protocol(config.protocol)
     dataset = dataset_for(config)
     seeds = replicate_seeds(seed, replicates)

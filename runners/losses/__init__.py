@@ -36,6 +36,9 @@ eager, chunked through scratch buffers). ASL and RAL also have fused kernels com
 by AOTInductor, ``_packaged``: about 2.3x BCE instead of 3-4x at 256 x 26, for a one-time ~10-25 s
 compile per variant kept on disk), ``1`` (``torch.compile`` always) or ``0`` (never compile). A kernel that fails to compile
 warns once and falls back to the eager one.
+
+Packs: ``create_loss_pack(name, [params, ...])`` evaluates K configurations of one loss on
+(batch, K, classes) logits in one call, each head with its own hyperparameters (``pack``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from .base import MultiLabelLoss
 from .bce import BCELoss
 from .focal import FocalLoss
 from .hill import HillLoss
+from .pack import LossPack, create_loss_pack
 from .ral import RobustAsymmetricLoss
 from .registry import available_losses, create_loss, loss_class, register_loss
 
@@ -54,10 +58,12 @@ __all__ = [
     "BCELoss",
     "FocalLoss",
     "HillLoss",
+    "LossPack",
     "MultiLabelLoss",
     "RobustAsymmetricLoss",
     "available_losses",
     "create_loss",
+    "create_loss_pack",
     "loss_class",
     "register_loss",
     "release_workspace",

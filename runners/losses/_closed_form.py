@@ -214,31 +214,6 @@ def shifted_probability(x: Tensor, p: Tensor, clip: float, pt_out: Tensor, q_out
     return p, q_out
 
 
-def negative_weight(base: Tensor, gamma: float, y: Tensor, mask: Tensor | None, out: Tensor) -> Tensor:
-    """``base ** gamma * (1 - y) * mask`` into ``out``."""
-    if gamma == 0:
-        torch.sub(constant(1.0, y), y, out=out)
-    else:
-        power(base, gamma, out=out)
-        out.addcmul_(out, y, value=-1)
-    if mask is not None:
-        out.mul_(mask)
-    return out
-
-
-def positive_weight(base: Tensor | None, gamma: float, y: Tensor, mask: Tensor | None, out: Tensor) -> Tensor:
-    """``base ** gamma * y * mask`` into ``out`` (``y`` itself when there is nothing to multiply)."""
-    if gamma == 0:
-        return y if mask is None else torch.mul(y, mask, out=out)
-    if gamma == 1:
-        torch.mul(base, y, out=out)
-    else:
-        power(base, gamma, out=out).mul_(y)
-    if mask is not None:
-        out.mul_(mask)
-    return out
-
-
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 
 

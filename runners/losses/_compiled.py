@@ -77,6 +77,22 @@ def wanted_on(device: torch.device, numel: int) -> bool:
     return kernel_choice(device, numel) == "fused"
 
 
+def pack_kernel_choice(device: torch.device) -> str:
+    """The kernel a pack (``runners.losses.pack``) uses: ``"fused"``, ``"packaged"`` or ``"eager"``.
+
+    Unlike a single loss, a pack's choice does not depend on its size, so that a head computes with the
+    same library whatever the number of heads beside it (see ``runners.protocols.pack``). On CPU the
+    ahead-of-time library serves every size: it has no per-call guards, and at a pack's sizes the
+    loop, not the call, is the cost.
+    """
+    mode = compile_mode()
+    if mode == "on":
+        return "fused"
+    if mode == "off" or device.type != "cpu":
+        return "eager"
+    return "packaged"
+
+
 def kernel_choice(device: torch.device, numel: int) -> str:
     """``"fused"`` (torch.compile), ``"packaged"`` (AOTInductor, see ``_packaged``) or ``"eager"`` for this input."""
     mode = compile_mode()
@@ -107,8 +123,11 @@ class FusedKernel:
     disables neither ASL nor RAL on CPU.
     """
 
-    def __init__(self, function: FusedFunction) -> None:
+    def __init__(self, function: FusedFunction, size_free: bool = True) -> None:
         self.function = function
+        # Flat inputs are compiled for any length (``mark_size_free``); packs' 4-D inputs rely on
+        # ``dynamic=True`` alone (a size crossing 1 may compile once more, values never do).
+        self.size_free = size_free
         self.failed: dict[str, str] = {}  # device type -> why compiling or running failed there
         self._compiled: FusedFunction | None = None
         self._lock = threading.Lock()
@@ -127,7 +146,7 @@ class FusedKernel:
             return None
         try:
             compiled = self._get()
-            for data in args[:3]:  # x, y, mask: see mark_size_free
+            for data in args[:3] if self.size_free else ():  # x, y, mask: see mark_size_free
                 if data is not None:
                     mark_size_free(data)
             with torch.no_grad():  # a plain inference graph: the gradient is one of its outputs
@@ -163,12 +182,12 @@ def scalars(values: tuple[float, ...], like: Tensor, role: str = "") -> Tensor:
     return tensor
 
 
-def fused_gamma(gamma: float, like: Tensor) -> float:
+def fused_gamma(gamma: float, dtype: torch.dtype) -> float:
     """A positive exponent raised to the dtype's smallest normal number, as ``_closed_form.power`` does.
 
     A subnormal exponent would be flushed to 0 in the tensor (or by the CPU) and turn 0 ** gamma = 0 into 1.
     """
-    return max(gamma, torch.finfo(like.dtype).tiny) if gamma > 0 else 0.0
+    return max(gamma, torch.finfo(dtype).tiny) if gamma > 0 else 0.0
 
 
 POLY_BLOCK = 2
@@ -291,4 +310,13 @@ def asymmetric(
     grad = -torch.lerp(d_neg, d_pos, y)
     if mask is not None:
         value, grad = value * mask, grad * mask
-    return -value.sum(), grad
+    return -total(value), grad
+
+
+def total(value: Tensor) -> Tensor:
+    """The summed loss: one number for a flat input, one per head (``(groups, heads)``) for a pack.
+
+    A pack's elements are laid out (groups, batch, heads, classes) (see ``runners.losses.pack``), so a
+    head's sum runs over the batch and class dimensions.
+    """
+    return value.sum() if value.dim() == 1 else value.sum(dim=(1, 3))

@@ -83,8 +83,11 @@ class PackagedKernel:
     runs its eager kernel.
     """
 
-    def __init__(self, function: Callable) -> None:
+    def __init__(self, function: Callable, packed: bool = False) -> None:
         self.function = function
+        # A pack's kernel takes 4-D inputs, (groups, batch, heads, classes), and per-head parameters
+        # shaped (P, groups, 1, heads, 1); all four sizes are symbolic (see ``_pack_example``).
+        self.packed = packed
         self.failed: str | None = None  # why building failed; no variant is tried again
         self._runners: dict[tuple, Callable[[list[Tensor]], list[Tensor]]] = {}
         self._lock = threading.Lock()
@@ -131,17 +134,30 @@ class PackagedKernel:
         dtype, with_mask, lengths = key
         variant = (
             f"{str(dtype).removeprefix('torch.')}-{'mask' if with_mask else 'nomask'}-{'x'.join(map(str, lengths))}"
+            + ("-pack" if self.packed else "")
         )
         path = package_dir() / f"{self.function.__name__}-{variant}-{self._source_hash()}.pt2"
         if path.exists():
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
-        n = torch.export.Dim("n", min=2)
+        if self.packed:
+            x, y, mask, params = _pack_example(x, y, mask, params)
+            g, n, t, c = (torch.export.Dim(name, min=1) for name in ("groups", "n", "heads", "classes"))
+            data_shapes = ({0: g, 1: n, 2: t, 3: c}, {0: g, 1: n, 3: c})
+            mask_shapes = [{0: g, 1: n, 3: c}] if mask is not None else []
+            param_shapes = [{1: g, 3: t}] * len(params)
+        else:
+            n = torch.export.Dim("n", min=2)
+            data_shapes = ({0: n}, {0: n})
+            mask_shapes = [{0: n}] if mask is not None else []
+            param_shapes = [None] * len(params)
         rest = tuple(params) if mask is None else (mask, *params)
-        rest_shapes = tuple([{0: n}] * (len(rest) - len(params)) + [None] * len(params))
+        rest_shapes = tuple(mask_shapes + param_shapes)
         with torch.no_grad():  # the arguments are (x, y, rest): ``forward``'s varargs are one tuple to export
             program = torch.export.export(
-                _Exported(self.function, with_mask), (x, y, *rest), dynamic_shapes=({0: n}, {0: n}, rest_shapes)
+                _Exported(self.function, with_mask),
+                (x, y, *rest),
+                dynamic_shapes=(*data_shapes, rest_shapes) if rest else data_shapes,
             )
             # Written under a private name and renamed: processes compiling the same variant at once
             # never load a half-written file.
@@ -160,3 +176,19 @@ class PackagedKernel:
         for module_file in {inspect.getsourcefile(self.function), _compiled.__file__}:
             digest.update(Path(module_file).read_bytes())
         return digest.hexdigest()[:16]
+
+
+def _pack_example(x: Tensor, y: Tensor, mask: Tensor | None, params: tuple[Tensor, ...]):
+    """Example inputs for exporting a pack kernel with every size at least 2.
+
+    ``torch.export`` specialises a dimension whose example size is 0 or 1, and a pack's first call
+    often has one group (no replicates) or one head: exporting from it would give a library for that
+    size only.
+    """
+    g, n, t, c = (max(2, s) for s in x.shape)
+    like = dict(dtype=x.dtype, device=x.device)
+    example_x = torch.zeros(g, n, t, c, **like)
+    example_y = torch.zeros(g, n, 1, c, **like)
+    example_mask = None if mask is None else torch.ones(g, n, 1, c, **like)
+    example_params = tuple(torch.zeros(p.shape[0], g, 1, t, 1, **like) for p in params)
+    return example_x, example_y, example_mask, example_params

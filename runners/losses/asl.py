@@ -16,14 +16,22 @@ from ._closed_form import (
     times_sigmoid_slope_,
     workspace,
 )
-from ._compiled import FusedKernel, asymmetric, fused_gamma, scalars
+from ._compiled import FusedKernel, asymmetric, fused_gamma
 from ._packaged import PackagedKernel
-from .base import MultiLabelLoss, real
+from .base import HeadKernels, MultiLabelLoss, focusing_and_shift
 from .registry import register_loss
 
 
 def fused_asl(x: Tensor, y: Tensor, mask: Tensor | None, c: Tensor) -> tuple[Tensor, Tensor]:
     """Summed ASL and its gradient as one element-wise formula, for ``torch.compile`` (see ``_compiled``)."""
+    return asymmetric(x, y, mask, c, None, None)
+
+
+def asl_heads(x: Tensor, y: Tensor, mask: Tensor | None, c: Tensor) -> tuple[Tensor, Tensor]:
+    """ASL for a pack of heads, each with its own hyperparameters (the same formula, broadcast; see ``pack``).
+
+    A function of its own, not ``fused_asl``: ``torch.compile`` keeps its compiled variants per function.
+    """
     return asymmetric(x, y, mask, c, None, None)
 
 
@@ -51,29 +59,17 @@ class AsymmetricLoss(MultiLabelLoss):
     }
     fused_kernel = FusedKernel(fused_asl)
     packaged_kernel = PackagedKernel(fused_asl)
+    head_kernels = HeadKernels.of(asl_heads)
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         params = super().check_params(params)
-        params["gamma_pos"] = real(self, params, "gamma_pos", low=0.0, why="a focusing exponent; 0 turns focusing off")
-        params["gamma_neg"] = real(self, params, "gamma_neg", low=0.0, why="a focusing exponent; 0 turns focusing off")
-        params["clip"] = real(
-            self, params, "clip", low=0.0, high=1.0, high_open=True, why="a probability shift; 0 turns it off"
-        )
-        params["eps"] = real(
-            self, params, "eps", low=0.0, high=1.0, low_open=True, high_open=True, why="the floor of the clamped log"
-        )
+        focusing_and_shift(self, params, "a probability shift")
         return params
 
-    def _fused_inputs(self, like: Tensor) -> tuple[Tensor, ...]:
-        values = (
-            fused_gamma(self.gamma_neg, like),
-            fused_gamma(self.gamma_pos, like),
-            self.clip,
-            self.eps,
-            0.0,
-            float(self.focal_grad == "through"),
-        )
-        return (scalars(values, like),)
+    def head_values(self, dtype: torch.dtype) -> tuple[tuple[float, ...], ...]:
+        through = float(self.focal_grad == "through")
+        g_neg, g_pos = fused_gamma(self.gamma_neg, dtype), fused_gamma(self.gamma_pos, dtype)
+        return ((g_neg, g_pos, self.clip, self.eps, 0.0, through),)
 
     def _chunk(self, x: Tensor, y: Tensor, mask: Tensor | None, grad_out: Tensor | None, loss_out: Tensor | None):
         clip, eps, g_neg, g_pos = self.clip, self.eps, self.gamma_neg, self.gamma_pos

@@ -1,7 +1,9 @@
 """The base class every loss shares: hyperparameter checking, input checking, reductions, masking.
 
 A loss subclass declares ``defaults`` (every hyperparameter with the released code's default),
-checks its own values in ``check_params`` and computes in ``_kernel`` (see ``_closed_form``). Inputs
+checks its own values in ``check_params`` and computes in ``_chunk`` (the eager value-and-gradient
+kernel, see ``_closed_form``); ``head_values`` and ``head_kernels`` give it a fused kernel and a
+per-head kernel for packs (``runners.losses.pack``). Inputs
 are validated here once, so that every loss accepts the same call:
 ``loss(logits, targets, mask=None)`` with float logits of any shape, 0/1 targets of the same shape
 (soft targets blend the positive and negative terms linearly) and an optional mask broadcastable to it (0 = the element contributes nothing; float masks weight).
@@ -12,22 +14,41 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ._closed_form import ClosedFormLoss, evaluate
-from ._compiled import FusedKernel, kernel_choice
+from ._compiled import FusedKernel, kernel_choice, scalars
 from ._packaged import PackagedKernel
 
 REDUCTIONS = ("sum", "mean", "none")
 FOCAL_GRADS = ("detach", "through")
 
 
+@dataclass(frozen=True)
+class HeadKernels:
+    """A loss's per-head formula (for packs) and its two compiled forms, each built on first use.
+
+    ``formula(x, y, mask, *rows) -> (per-head sums, gradient)`` is plain broadcasting torch code on
+    (groups, batch, heads, classes) logits, (groups, batch, 1, classes) targets and mask, and rows
+    shaped (length, groups, 1, heads, 1): run as it is, it is the eager kernel.
+    """
+
+    formula: Callable[..., tuple[Tensor, Tensor]]
+    fused: FusedKernel
+    packaged: PackagedKernel
+
+    @classmethod
+    def of(cls, formula: Callable[..., tuple[Tensor, Tensor]]) -> HeadKernels:
+        return cls(formula, FusedKernel(formula, size_free=False), PackagedKernel(formula, packed=True))
+
+
 class MultiLabelLoss(nn.Module):
-    """A multi-label loss on logits; subclasses set ``defaults`` and implement ``_kernel``.
+    """A multi-label loss on logits; subclasses set ``defaults`` and implement ``_chunk``.
 
     ``reduction``: ``"sum"`` (the released code's choice and the default), ``"mean"`` (divided by the
     number of elements, or by the mask's total weight when a mask is given) or ``"none"``.
@@ -40,6 +61,8 @@ class MultiLabelLoss(nn.Module):
     fused_kernel: ClassVar[FusedKernel | None] = None
     # The same fused function compiled ahead of time, for small CPU batches under LOSSWEEP_COMPILE=aot (``_packaged``).
     packaged_kernel: ClassVar[PackagedKernel | None] = None
+    # The per-head formula and its compiled forms, for packs of heads with their own hyperparameters.
+    head_kernels: ClassVar[HeadKernels | None] = None
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
@@ -126,7 +149,16 @@ class MultiLabelLoss(nn.Module):
 
     def _fused_inputs(self, like: Tensor) -> tuple[Tensor, ...]:
         """The hyperparameters as tensors (``like``'s dtype and device), the fused kernel's last arguments."""
-        raise NotImplementedError
+        # The index as role: two equal rows (alpha = beta) must stay distinct inputs (see ``scalars``).
+        return tuple(scalars(row, like, str(i)) for i, row in enumerate(self.head_values(like.dtype)))
+
+    def head_values(self, dtype: torch.dtype) -> tuple[tuple[float, ...], ...]:
+        """The hyperparameters as rows of numbers, the fused and per-head kernels' last arguments.
+
+        One row per kernel argument (e.g. ASL: one row of scalars; RAL: scalars, alpha, beta). A pack
+        pads each row with zeros to the longest head's, which must leave the loss unchanged.
+        """
+        return ()
 
     def _chunk(
         self, x: Tensor, y: Tensor, mask: Tensor | None, grad_out: Tensor | None, loss_out: Tensor | None
@@ -202,6 +234,19 @@ def real(
         interval = f"{left or '(-inf'}, {right or 'inf)'}"
         raise ValueError(f"{loss._label()}: {name} must be in {interval}, got {value!r}" + (f" ({why})" if why else ""))
     return value
+
+
+def focusing_and_shift(loss: MultiLabelLoss, params: dict[str, Any], clip_name: str) -> None:
+    """Check ASL's and RAL's shared hyperparameters in place: the two focusing exponents, the
+    probability shift (``clip_name`` says what the loss's paper calls it) and the log's floor."""
+    for name in ("gamma_pos", "gamma_neg"):
+        params[name] = real(loss, params, name, low=0.0, why="a focusing exponent; 0 turns focusing off")
+    params["clip"] = real(
+        loss, params, "clip", low=0.0, high=1.0, high_open=True, why=f"{clip_name}; 0 turns it off"
+    )
+    params["eps"] = real(
+        loss, params, "eps", low=0.0, high=1.0, low_open=True, high_open=True, why="the floor of the clamped log"
+    )
 
 
 def coefficients(loss: MultiLabelLoss, params: dict[str, Any], name: str) -> tuple[float, ...]:

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import MultiLabelLoss, _no_autocast
+from ._compiled import sigmoid_parts, total
+from .base import HeadKernels, MultiLabelLoss, _no_autocast
 from .registry import register_loss
+
+
+def bce_heads(x: Tensor, y: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """BCE for a pack of heads (no hyperparameters; see ``pack``): ``-(y log p + (1 - y) log(1 - p))``."""
+    p, _, log_p, log_q = sigmoid_parts(x)
+    value = -torch.lerp(log_q, log_p, y)
+    grad = p - y
+    if mask is not None:
+        value, grad = value * mask, grad * mask
+    return total(value), grad
 
 
 @register_loss("bce")
@@ -18,6 +30,7 @@ class BCELoss(MultiLabelLoss):
     """
 
     defaults = {"reduction": "sum"}
+    head_kernels = HeadKernels.of(bce_heads)
 
     def forward(self, logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
         x, flat_targets, m = self._prepare(logits, targets, mask)

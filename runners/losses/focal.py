@@ -8,8 +8,23 @@ import torch
 from torch import Tensor
 
 from ._closed_form import power, softplus, workspace
-from .base import MultiLabelLoss, real
+from ._compiled import fused_gamma, power_from_log, sigmoid_parts, total
+from .base import HeadKernels, MultiLabelLoss, real
 from .registry import register_loss
+
+
+def focal_heads(x: Tensor, y: Tensor, mask: Tensor | None, c: Tensor) -> tuple[Tensor, Tensor]:
+    """Focal loss for a pack of heads, ``c`` = (gamma, through): the eager kernel's formula, broadcast (see ``pack``)."""
+    gamma, through = c[0], c[1]
+    z = x - 2 * x * y  # the logit of the wrong answer
+    p, q, log_p, log_q = sigmoid_parts(z)
+    nll = -log_q  # softplus(z)
+    w = power_from_log(log_p, gamma)
+    value = w * nll
+    grad = w * (p + through * gamma * q * nll) * (1 - 2 * y)
+    if mask is not None:
+        value, grad = value * mask, grad * mask
+    return total(value), grad
 
 
 @register_loss("focal")
@@ -27,11 +42,15 @@ class FocalLoss(MultiLabelLoss):
     """
 
     defaults = {"gamma": 2.0, "focal_grad": "through", "reduction": "sum"}
+    head_kernels = HeadKernels.of(focal_heads)
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         params = super().check_params(params)
         params["gamma"] = real(self, params, "gamma", low=0.0, why="a focusing exponent; 0 gives BCE")
         return params
+
+    def head_values(self, dtype: torch.dtype) -> tuple[tuple[float, ...], ...]:
+        return ((fused_gamma(self.gamma, dtype), float(self.focal_grad == "through")),)
 
     def _chunk(self, x: Tensor, y: Tensor, mask: Tensor | None, grad_out: Tensor | None, loss_out: Tensor | None):
         # Focal loss is symmetric under (x, y) -> (-x, 1 - y): with z = x (1 - 2y), the logit of the wrong

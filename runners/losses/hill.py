@@ -8,8 +8,26 @@ import torch
 from torch import Tensor
 
 from ._closed_form import power, softplus, times_sigmoid_slope_, workspace
-from .base import MultiLabelLoss, real
+from ._compiled import fused_gamma, power_from_log, sigmoid_parts, total
+from .base import HeadKernels, MultiLabelLoss, real
 from .registry import register_loss
+
+
+def hill_heads(x: Tensor, y: Tensor, mask: Tensor | None, c: Tensor) -> tuple[Tensor, Tensor]:
+    """Hill for a pack of heads, ``c`` = (lam, margin, gamma, through): the eager kernel's formula, broadcast."""
+    lam, margin, gamma, through = c[0], c[1], c[2], c[3]
+    p = torch.sigmoid(x)
+    negative = (lam - p) * p * p
+    d_negative = (2 * lam * p - 3 * p * p) * (p * (1 - p))
+    # With v = margin - x: sigmoid(v) = 1 - p_m, and softplus(v) = -log p_m.
+    one_minus_pm, p_m, log_one_minus_pm, log_pm = sigmoid_parts(margin - x)
+    nll = -log_pm
+    wp = power_from_log(log_one_minus_pm, gamma)
+    value = torch.lerp(negative, wp * nll, y)
+    grad = torch.lerp(d_negative, -wp * (one_minus_pm + through * gamma * p_m * nll), y)
+    if mask is not None:
+        value, grad = value * mask, grad * mask
+    return total(value), grad
 
 
 @register_loss("hill")
@@ -27,6 +45,7 @@ class HillLoss(MultiLabelLoss):
     """
 
     defaults = {"lam": 1.5, "margin": 1.0, "gamma": 2.0, "focal_grad": "through", "reduction": "sum"}
+    head_kernels = HeadKernels.of(hill_heads)
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         params = super().check_params(params)
@@ -41,6 +60,10 @@ class HillLoss(MultiLabelLoss):
         params["margin"] = real(self, params, "margin")
         params["gamma"] = real(self, params, "gamma", low=0.0, why="a focusing exponent; 0 turns focusing off")
         return params
+
+    def head_values(self, dtype: torch.dtype) -> tuple[tuple[float, ...], ...]:
+        through = float(self.focal_grad == "through")
+        return ((self.lam, self.margin, fused_gamma(self.gamma, dtype), through),)
 
     def _chunk(self, x: Tensor, y: Tensor, mask: Tensor | None, grad_out: Tensor | None, loss_out: Tensor | None):
         lam, margin, gamma = self.lam, self.margin, self.gamma

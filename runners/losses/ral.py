@@ -20,9 +20,9 @@ from ._closed_form import (
     trim,
     workspace,
 )
-from ._compiled import FusedKernel, asymmetric, fused_gamma, padded, scalars
+from ._compiled import FusedKernel, asymmetric, fused_gamma, padded
 from ._packaged import PackagedKernel
-from .base import MultiLabelLoss, coefficients, real
+from .base import HeadKernels, MultiLabelLoss, coefficients, focusing_and_shift, real
 from .registry import register_loss
 
 
@@ -30,6 +30,13 @@ def fused_ral(
     x: Tensor, y: Tensor, mask: Tensor | None, c: Tensor, alpha: Tensor, beta: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Summed RAL and its gradient as one element-wise formula, for ``torch.compile`` (see ``_compiled``)."""
+    return asymmetric(x, y, mask, c, alpha, beta)
+
+
+def ral_heads(
+    x: Tensor, y: Tensor, mask: Tensor | None, c: Tensor, alpha: Tensor, beta: Tensor
+) -> tuple[Tensor, Tensor]:
+    """RAL for a pack of heads, each with its own hyperparameters (see ``asl_heads`` and ``pack``)."""
     return asymmetric(x, y, mask, c, alpha, beta)
 
 
@@ -67,17 +74,11 @@ class RobustAsymmetricLoss(MultiLabelLoss):
     }
     fused_kernel = FusedKernel(fused_ral)
     packaged_kernel = PackagedKernel(fused_ral)
+    head_kernels = HeadKernels.of(ral_heads)
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         params = super().check_params(params)
-        params["gamma_pos"] = real(self, params, "gamma_pos", low=0.0, why="a focusing exponent; 0 turns focusing off")
-        params["gamma_neg"] = real(self, params, "gamma_neg", low=0.0, why="a focusing exponent; 0 turns focusing off")
-        params["clip"] = real(
-            self, params, "clip", low=0.0, high=1.0, high_open=True, why="the probability shift tau; 0 turns it off"
-        )
-        params["eps"] = real(
-            self, params, "eps", low=0.0, high=1.0, low_open=True, high_open=True, why="the floor of the clamped log"
-        )
+        focusing_and_shift(self, params, "the probability shift tau")
         params["lam"] = real(
             self,
             params,
@@ -90,20 +91,10 @@ class RobustAsymmetricLoss(MultiLabelLoss):
         params["beta"] = coefficients(self, params, "beta")
         return params
 
-    def _fused_inputs(self, like: Tensor) -> tuple[Tensor, ...]:
-        values = (
-            fused_gamma(self.gamma_neg, like),
-            fused_gamma(self.gamma_pos, like),
-            self.clip,
-            self.eps,
-            self.lam,
-            float(self.focal_grad == "through"),
-        )
-        return (
-            scalars(values, like),
-            scalars(padded(self.alpha), like, "alpha"),
-            scalars(padded(self.beta), like, "beta"),
-        )
+    def head_values(self, dtype: torch.dtype) -> tuple[tuple[float, ...], ...]:
+        through = float(self.focal_grad == "through")
+        g_neg, g_pos = fused_gamma(self.gamma_neg, dtype), fused_gamma(self.gamma_pos, dtype)
+        return ((g_neg, g_pos, self.clip, self.eps, self.lam, through), padded(self.alpha), padded(self.beta))
 
     def _chunk(self, x: Tensor, y: Tensor, mask: Tensor | None, grad_out: Tensor | None, loss_out: Tensor | None):
         clip, eps, lam, g_neg, g_pos = self.clip, self.eps, self.lam, self.gamma_neg, self.gamma_pos

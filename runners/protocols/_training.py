@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -74,6 +75,11 @@ def cosine_schedule(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup to the base learning rate, then cosine decay to 0 at ``total_steps`` (stepped per batch)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_schedule_factor(total_steps, warmup_steps))
+
+
+def cosine_schedule_factor(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """The factor on the base learning rate at each step (0-based) of :func:`cosine_schedule`."""
     warmup_steps = min(warmup_steps, total_steps)
 
     def factor(step: int) -> float:
@@ -82,7 +88,7 @@ def cosine_schedule(
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return factor
 
 
 def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:

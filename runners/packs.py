@@ -1,0 +1,167 @@
+"""Many trials of one linear-probe study in one pass: ``run_pack(config, loss, trials) -> [TrialResult]``.
+
+A pack trains every trial's heads in lock-step (``runners.protocols.pack``) and returns exactly what
+:func:`runners.run_trial` returns for each trial on its own: the same metrics within float rounding
+(``run_trial``'s linear-probe path *is* a pack of one), the same status, seeds, replicate values and
+divergence records. A trial's result never depends on the trials it shared a pack with.
+
+Seeds: a trial's replicate seeds are ``replicate_seeds(trial.seed, replicates)``. When every trial has
+the same seeds (a sweep: the trial seed is the study seed), the pack is (replicates x trials) heads:
+one group per replicate seed, fed that seed's batches. Otherwise (a seeds-mode study) every
+(trial, replicate) is a group of its own.
+
+Time: ``seconds`` of a trial is its share of the pack's training (the pack's training time divided by
+the number of trials: every trial has the same number of heads, and a head's cost does not depend on
+its hyperparameters) plus the time spent scoring that trial's own predictions.
+
+``finetune`` trains the whole network per trial: there ``run_pack`` runs the trials one after another.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .config import TrialConfig
+from .losses import create_loss, loss_class
+from .result import TrialResult
+
+__all__ = ["PackTrial", "run_pack"]
+
+
+@dataclass(frozen=True)
+class PackTrial:
+    """One trial of a pack: its loss hyperparameters, its seed and, when swept, its lr and weight decay."""
+
+    loss_params: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    lr: float | None = None  # None: config.train.lr
+    weight_decay: float | None = None  # None: config.train.weight_decay
+
+
+def run_pack(
+    config: TrialConfig, loss_name: str, trials: Sequence[PackTrial], replicates: int = 1
+) -> list[TrialResult]:
+    """Train and score every trial of ``trials`` together; one :class:`TrialResult` per trial, in order.
+
+    A trial whose parameters are invalid is returned as ``failed`` with the reason (the others go on);
+    a diverged head ends its trial as ``diverged`` with the step and the value, as in ``run_trial``.
+
+    Raises:
+        ValueError: unknown loss, bad device or data set, ``replicates < 1``, no trials.
+    """
+    from . import trial as single
+
+    if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
+        raise ValueError(f"replicates must be a positive integer, got {replicates!r}")
+    if not trials:
+        raise ValueError("a pack needs at least one trial")
+    if config.protocol != "linear-probe":
+        return [
+            single.run_trial(_with_train(config, t), loss_name, t.loss_params, t.seed, replicates) for t in trials
+        ]
+    started = time.perf_counter()
+    single._apply_threads(config)
+    from .device import resolve_device
+
+    device = resolve_device(config.device)
+    loss_class(loss_name)  # an unknown loss is the caller's error, not one trial's
+    results: list[TrialResult | None] = [None] * len(trials)
+    runnable = []
+    for i, t in enumerate(trials):
+        try:
+            params = create_loss(loss_name, **dict(t.loss_params)).params
+            _with_train(config, t)  # lr and weight decay checked as TrainConfig checks them
+        except ValueError as error:
+            results[i] = TrialResult(status="failed", fail_reason=f"ValueError: {error}", seeds=[t.seed])
+            continue
+        runnable.append((i, t, params))
+    if runnable:
+        _train_and_score(config, loss_name, runnable, replicates, device, results, started)
+    return [r for r in results if r is not None]
+
+
+def _train_and_score(config, loss_name, runnable, replicates, device, results, started) -> None:
+    from . import trial as single
+    from .protocols.pack import PackHeads, train_pack
+
+    dataset = single.dataset_for(config)
+    seeds = [single.replicate_seeds(t.seed, replicates) for _, t, _ in runnable]
+    train = config.train
+    rates = [(train.lr if t.lr is None else t.lr, train.weight_decay if t.weight_decay is None else t.weight_decay)
+             for _, t, _ in runnable]
+    shared = all(s == seeds[0] for s in seeds)
+    if shared:  # groups = replicate seeds, heads = trials
+        cells = [[(j, r) for j in range(len(runnable))] for r in range(replicates)]
+        group_seeds = seeds[0]
+    else:  # every (trial, replicate) its own group
+        cells = [[(j, r)] for j in range(len(runnable)) for r in range(replicates)]
+        group_seeds = [seeds[j][r] for j in range(len(runnable)) for r in range(replicates)]
+    heads = PackHeads(
+        loss=loss_name,
+        seeds=group_seeds,
+        loss_params=[[runnable[j][2] for j, _ in row] for row in cells],
+        lr=[[rates[j][0] for j, _ in row] for row in cells],
+        weight_decay=[[rates[j][1] for j, _ in row] for row in cells],
+    )
+    outcomes = train_pack(config, dataset, heads, device)
+    by_trial: dict[int, list[Any]] = {j: [None] * replicates for j in range(len(runnable))}
+    for g, row in enumerate(cells):
+        for t, (j, r) in enumerate(row):
+            by_trial[j][r] = outcomes[g][t]
+    share = (time.perf_counter() - started) / len(runnable)
+    for j, (i, trial, _) in enumerate(runnable):
+        scoring = time.perf_counter()
+        result = _result(dataset, by_trial[j], seeds[j])
+        result.seconds = share + time.perf_counter() - scoring
+        results[i] = result
+
+
+def _result(dataset, outcomes: list[Any], seeds: list[int]) -> TrialResult:
+    """A trial's result from its replicates' outcomes, as ``run_trial`` builds it (the first divergence ends it)."""
+    from . import trial as single
+    from .protocols import Diverged
+
+    val_runs: list[dict[str, Any]] = []
+    test_runs: list[dict[str, Any]] = []
+    for seed, outcome in zip(seeds, outcomes):
+        if isinstance(outcome, Diverged):
+            return TrialResult(
+                status="diverged",
+                seeds=seeds,
+                replicate_values=[run["mAP"] for run in val_runs],
+                fail_reason=f"diverged: {outcome.reason}" + (f" (seed {seed})" if len(seeds) > 1 else ""),
+                diverged_step=outcome.step,
+                diverged_value=outcome.value,
+            )
+        val, test = single._score(dataset, outcome)
+        val_runs.append(val)
+        test_runs.append(test)
+    val_mean, test_mean = single.average_metrics(val_runs), single.average_metrics(test_runs)
+    value = val_mean["mAP"]
+    result = TrialResult(
+        status="complete",
+        value=float(value),
+        val=val_mean,
+        test=test_mean,
+        seeds=seeds,
+        replicate_values=[float(run["mAP"]) for run in val_runs],
+    )
+    if not np.isfinite(value):  # cannot happen with a checked data set; guard the objective anyway
+        result.status, result.value = "failed", None
+        result.fail_reason = "validation mAP is undefined (no class has a validation positive)"
+    return result
+
+
+def _with_train(config: TrialConfig, trial: PackTrial) -> TrialConfig:
+    """``config`` with the trial's own lr and weight decay (validated by ``TrainConfig``)."""
+    import dataclasses
+
+    overrides = {k: v for k, v in (("lr", trial.lr), ("weight_decay", trial.weight_decay)) if v is not None}
+    if not overrides:
+        return config
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
