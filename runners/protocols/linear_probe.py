@@ -2,14 +2,14 @@
 
 The embeddings live in memory as standardised tensors (:func:`runners.features.load_features`), so a
 trial is only the head's optimisation: mini-batches are index slices of those tensors, not a
-DataLoader, which would cost more than the head itself at this size. The head is trained for a fixed
+DataLoader, which would cost more than the head itself at this size. The training loop is the pack
+trainer's (``pack``), which trains many heads in lock-step; a single trial is a pack of one. The head is trained for a fixed
 number of epochs and scored once at the end: selecting an epoch on the validation split would make the
 objective optimistic and differently so for each loss.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -17,15 +17,7 @@ from torch import nn
 
 from ..config import TrialConfig
 from ..features import load_features
-from ._training import (
-    Predictions,
-    batch_loss,
-    clip_gradients,
-    cosine_schedule,
-    make_optimizer,
-    probabilities,
-    seed_everything,
-)
+from ._training import Diverged, Predictions
 
 
 def make_head(in_features: int, num_classes: int, kind: str = "linear", hidden: int = 256) -> nn.Module:
@@ -58,42 +50,22 @@ def features_for(config: TrialConfig, dataset: Any, device: torch.device, progre
 def run(config: TrialConfig, dataset: Any, loss_fn: nn.Module, seed: int, device: torch.device) -> Predictions:
     """Train a fresh head with ``loss_fn`` from ``seed`` and predict the val and test splits.
 
+    One trainer serves every linear probe: this is a pack of one head (``runners.protocols.pack``).
     Raises :class:`~runners.protocols._training.Diverged` on a non-finite loss or prediction.
     """
-    # No progress bar here: runners.prepare embeds (with a bar) before the workers start.
-    features = features_for(config, dataset, device)
-    train = config.train
-    seed_everything(seed)
-    head = make_head(features.dim, features.train.y.shape[1], train.head, train.mlp_hidden).to(device)
-    optimizer = make_optimizer(head, train)
-    x, y, mask = features.train.x, features.train.y, features.train.mask
-    n = x.shape[0]
-    batch_size = min(train.batch_size, n)
-    steps_per_epoch = math.ceil(n / batch_size)
-    total_steps = train.epochs * steps_per_epoch
-    schedule = cosine_schedule(optimizer, total_steps, train.warmup_epochs * steps_per_epoch)
-    order = torch.Generator().manual_seed(seed)  # CPU generator: the same permutations on every device
+    from .pack import PackHeads, train_pack
 
-    step = 0
-    head.train()
-    for _ in range(train.epochs):
-        # One gather per epoch into shuffled copies, then contiguous slices: half the cost of
-        # gathering every mini-batch separately, and the same batches.
-        permutation = torch.randperm(n, generator=order).to(device)
-        xs, ys = x.index_select(0, permutation), y.index_select(0, permutation)
-        ms = None if mask is None else mask.index_select(0, permutation)
-        for start in range(0, n, batch_size):
-            end = start + batch_size
-            loss = batch_loss(loss_fn, head(xs[start:end]), ys[start:end], None if ms is None else ms[start:end], step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_gradients(head, train.grad_clip)
-            optimizer.step()
-            schedule.step()
-            step += 1
-
-    head.eval()
-    with torch.inference_mode():
-        val = probabilities(head(features.val.x), "val", step)
-        test = probabilities(head(features.test.x), "test", step)
-    return Predictions(val=val, test=test, steps=step)
+    name = getattr(loss_fn, "name", "")
+    if not name or not hasattr(loss_fn, "params"):
+        raise ValueError("the linear probe trains with a runners.losses loss (create_loss), got " + type(loss_fn).__name__)
+    heads = PackHeads(
+        loss=name,
+        seeds=[seed],
+        loss_params=[[loss_fn.params]],
+        lr=[[config.train.lr]],
+        weight_decay=[[config.train.weight_decay]],
+    )
+    (outcome,) = train_pack(config, dataset, heads, device)[0]
+    if isinstance(outcome, Diverged):
+        raise outcome
+    return outcome

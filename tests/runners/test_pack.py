@@ -1,0 +1,176 @@
+"""Packs: many linear-probe trials trained in lock-step give each trial the result it gets alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import runners
+from runners.config import TrainConfig
+from runners.packs import PackTrial, run_pack
+
+TOL = 1e-4
+
+
+def ral_points(count: int, seed: int = 0) -> list[dict]:
+    """``count`` RAL configurations spread over the default search space (uniform draws)."""
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "gamma_pos": float(rng.uniform(0, 4)),
+            "gamma_neg": float(rng.uniform(0, 6)),
+            "clip": float(rng.uniform(0, 0.4)),
+            "lam": float(rng.uniform(1.1, 3)),
+            "alpha": (float(rng.uniform(-2, 2)), float(rng.uniform(-2, 2))),
+            "beta": (float(rng.uniform(-2, 2)),),
+        }
+        for _ in range(count)
+    ]
+
+
+def assert_same(a, b, tol=TOL):
+    assert a.status == b.status, (a.fail_reason, b.fail_reason)
+    if a.status == "complete":
+        assert abs(a.value - b.value) <= tol, (a.value, b.value)
+        np.testing.assert_allclose(
+            np.array(a.val["per_class_ap"], dtype=float), np.array(b.val["per_class_ap"], dtype=float), atol=tol
+        )
+        assert abs(a.test["mAP"] - b.test["mAP"]) <= tol
+        np.testing.assert_allclose(a.replicate_values, b.replicate_values, atol=tol)
+    assert a.seeds == b.seeds
+
+
+def reference_train(config, dataset, loss_name, params, seed):
+    """The single-trial trainer as it was before packs: nn.Linear / MLP, torch.optim, LambdaLR, clip_grad_norm_.
+
+    An independent implementation the pack trainer must agree with (it replaces this loop).
+    """
+    from runners.losses import create_loss
+    from runners.protocols._training import cosine_schedule, make_optimizer, seed_everything
+    from runners.protocols.linear_probe import features_for, make_head
+
+    features = features_for(config, dataset, torch.device("cpu"))
+    train = config.train
+    loss_fn = create_loss(loss_name, **params)
+    seed_everything(seed)
+    head = make_head(features.dim, features.train.y.shape[1], train.head, train.mlp_hidden)
+    optimizer = make_optimizer(head, train)
+    x, y = features.train.x, features.train.y
+    n = x.shape[0]
+    batch = min(train.batch_size, n)
+    per_epoch = math.ceil(n / batch)
+    schedule = cosine_schedule(optimizer, train.epochs * per_epoch, train.warmup_epochs * per_epoch)
+    order = torch.Generator().manual_seed(seed)
+    for _ in range(train.epochs):
+        permutation = torch.randperm(n, generator=order)
+        xs, ys = x[permutation], y[permutation]
+        for start in range(0, n, batch):
+            loss = loss_fn(head(xs[start : start + batch]), ys[start : start + batch]) / xs[start : start + batch].shape[0]
+            optimizer.zero_grad()
+            loss.backward()
+            if train.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(head.parameters(), train.grad_clip)
+            optimizer.step()
+            schedule.step()
+    with torch.no_grad():
+        val = torch.sigmoid(head(features.val.x).double()).numpy()
+    return runners.trial.metrics.compute(dataset.val.labels, val, dataset.train_positives, dataset.val.mask)["mAP"]
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        TrainConfig(epochs=4, batch_size=64),
+        TrainConfig(epochs=4, batch_size=64, optimizer="sgd", lr=0.05, grad_clip=0.5, warmup_epochs=1),
+        TrainConfig(epochs=4, batch_size=64, head="mlp", mlp_hidden=16, grad_clip=0.2, weight_decay=0.01),
+    ],
+    ids=["linear-adamw", "linear-sgd-clip-warmup", "mlp-adamw-clip"],
+)
+def test_a_pack_of_one_is_the_plain_torch_optim_trainer(tiny_config, prepared, train):
+    config = dataclasses.replace(tiny_config, train=train)
+    params = {"gamma_neg": 2.0, "clip": 0.1}
+    expected = reference_train(config, prepared.dataset, "ral", params, seed=5)
+    (packed,) = run_pack(config, "ral", [PackTrial(params, seed=5)])
+    single = runners.run_trial(config, "ral", params, seed=5)
+    assert abs(packed.value - expected) <= TOL, (packed.value, expected)
+    assert_same(packed, single, tol=0.0)  # run_trial is a pack of one
+
+
+def test_the_result_does_not_depend_on_the_pack_size_and_repeats_bit_for_bit(tiny_config, prepared):
+    """K = 1, 37 and 200 give each trial the same mAP (within 1e-4); a repeat at a fixed K is identical."""
+    config = dataclasses.replace(tiny_config, train=TrainConfig(epochs=2, batch_size=64))
+    trials = [PackTrial(p, seed=3) for p in ral_points(200)]
+    whole = run_pack(config, "ral", trials)
+    chunked = [r for i in range(0, 200, 37) for r in run_pack(config, "ral", trials[i : i + 37])]
+    again = [r for i in range(0, 200, 37) for r in run_pack(config, "ral", trials[i : i + 37])]
+    singles = [run_pack(config, "ral", [t])[0] for t in trials[::9]]
+    assert len(whole) == len(chunked) == 200
+    assert {r.status for r in whole} == {"complete"}
+    assert len({round(r.value, 6) for r in whole}) > 20  # the design points really differ
+    for a, b in zip(whole, chunked):
+        assert_same(a, b)
+    for a, b in zip(whole[::9], singles):
+        assert_same(a, b)
+    for a, b in zip(chunked, again):
+        assert a.value == b.value and a.val["per_class_ap"] == b.val["per_class_ap"] and a.test == b.test
+    # A trial's time is its share of the pack: positive, and together about the pack's time.
+    assert all(r.seconds > 0 for r in whole)
+
+
+def test_a_diverging_head_is_recorded_while_the_others_go_on(tiny_config, prepared):
+    """Per-head learning rates: the absurd one diverges (step and value), the others match their own runs."""
+    config = dataclasses.replace(tiny_config, train=TrainConfig(epochs=3, batch_size=64, optimizer="sgd"))
+    rates = [1e-3, 1e30, 3e-2]
+    results = run_pack(config, "bce", [PackTrial({}, seed=0, lr=lr) for lr in rates])
+    diverged = results[1]
+    assert diverged.status == "diverged" and diverged.value is None
+    assert isinstance(diverged.diverged_step, int) and 0 <= diverged.diverged_step < 9
+    assert not math.isfinite(diverged.diverged_value) and "non-finite" in diverged.fail_reason
+    alone = runners.run_trial(dataclasses.replace(config, train=dataclasses.replace(config.train, lr=1e30)), "bce", {}, 0)
+    assert (alone.status, alone.diverged_step, alone.fail_reason) == ("diverged", diverged.diverged_step, diverged.fail_reason)
+    for lr, result in zip(rates[::2], results[::2]):
+        own = dataclasses.replace(config, train=dataclasses.replace(config.train, lr=lr))
+        assert_same(result, runners.run_trial(own, "bce", {}, seed=0))
+    assert results[0].value != results[2].value
+
+
+def test_per_head_weight_decay_and_learning_rate_match_their_own_runs(tiny_config, prepared):
+    config = dataclasses.replace(tiny_config, train=TrainConfig(epochs=3, batch_size=64))
+    nuisance = [(1e-3, 0.0), (1e-2, 0.1), (3e-3, 1e-4)]
+    results = run_pack(config, "asl", [PackTrial({}, seed=2, lr=lr, weight_decay=wd) for lr, wd in nuisance])
+    for (lr, wd), result in zip(nuisance, results):
+        own = dataclasses.replace(config, train=dataclasses.replace(config.train, lr=lr, weight_decay=wd))
+        assert_same(result, runners.run_trial(own, "asl", {}, seed=2))
+    assert len({r.value for r in results}) == 3
+
+
+def test_replicates_are_heads_and_seeds_mode_trials_are_groups(tiny_config, prepared):
+    config = dataclasses.replace(tiny_config, train=TrainConfig(epochs=2, batch_size=64))
+    points = ral_points(4, seed=1)
+    packed = run_pack(config, "ral", [PackTrial(p, seed=4) for p in points], replicates=3)
+    for p, result in zip(points, packed):
+        assert result.seeds == runners.replicate_seeds(4, 3) and len(result.replicate_values) == 3
+        assert_same(result, runners.run_trial(config, "ral", p, seed=4, replicates=3))
+        # each replicate is the trial trained alone from that seed
+        for seed, value in zip(result.seeds, result.replicate_values):
+            assert abs(runners.run_trial(config, "ral", p, seed=seed).value - value) <= TOL
+    # seeds mode: one configuration, a seed per trial
+    by_seed = run_pack(config, "ral", [PackTrial({}, seed=s) for s in (0, 1, 2)], replicates=2)
+    for s, result in zip((0, 1, 2), by_seed):
+        assert_same(result, runners.run_trial(config, "ral", {}, seed=s, replicates=2))
+
+
+def test_an_invalid_trial_fails_alone_and_bad_calls_are_refused(tiny_config, prepared):
+    results = run_pack(tiny_config, "asl", [PackTrial({}, 0), PackTrial({"gamma_neg": -1.0}, 0), PackTrial({}, 0, lr=-1)])
+    assert [r.status for r in results] == ["complete", "failed", "failed"]
+    assert "gamma_neg" in results[1].fail_reason and "lr" in results[2].fail_reason
+    with pytest.raises(ValueError, match="unknown loss"):
+        run_pack(tiny_config, "nope", [PackTrial({}, 0)])
+    with pytest.raises(ValueError, match="replicates"):
+        run_pack(tiny_config, "asl", [PackTrial({}, 0)], replicates=0)
+    with pytest.raises(ValueError, match="at least one"):
+        run_pack(tiny_config, "asl", [])
