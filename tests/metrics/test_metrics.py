@@ -135,3 +135,29 @@ def test_single_class_input():
 def test_bad_input_raises_a_named_value_error(y_true, y_score, kwargs, message):
     with pytest.raises(ValueError, match=message):
         compute(y_true, y_score, **kwargs)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ap_f1_and_auc_equal_sklearn_with_ties_and_masks(seed):
+    from sklearn.metrics import average_precision_score, f1_score
+
+    rng = np.random.default_rng(seed)
+    n, c = 300, 7
+    y = (rng.random((n, c)) < rng.uniform(0.02, 0.5, c)).astype(np.uint8)
+    y[0] = 1  # every class has a positive
+    y[1] = 0
+    scores = rng.random((n, c))
+    if seed % 2:  # coarse scores: many ties, some across labels
+        scores = np.round(scores * 8) / 8
+    mask = rng.random((n, c)) < 0.85 if seed >= 3 else None
+    mask_rows = mask if mask is not None else np.ones((n, c), dtype=bool)
+    mask_rows[:2] = True
+    result = compute(y, scores, mask=mask_rows if mask is not None else None)
+    for k in range(c):
+        keep = mask_rows[:, k]
+        assert result["per_class_ap"][k] == pytest.approx(average_precision_score(y[keep, k], scores[keep, k]), abs=1e-12)
+    pred = (scores >= 0.5).astype(np.uint8)
+    f1 = [f1_score(y[mask_rows[:, k], k], pred[mask_rows[:, k], k], zero_division=0.0) for k in range(c)]
+    assert result["mF1"] == pytest.approx(np.mean(f1), abs=1e-12)
+    auc = [roc_auc_score(y[mask_rows[:, k], k], scores[mask_rows[:, k], k]) for k in range(c)]
+    assert result["mAUC"] == pytest.approx(np.mean(auc), abs=1e-12)
