@@ -1,8 +1,9 @@
 """What one trial costs, and which default backbone to use: data, embeddings, linear-probe trials, finetune.
 
 Run: ``python -m benchmarks.trial [--num-images 6000] [--image-size 64] [--imbalance-ratio 142] [--backbones mobilenetv3_small_100 resnet18 ...]
-[--trials 5] [--threads 1] [--device cpu]``. Defaults are the built-in data set and trial settings;
-the whole run takes a few minutes on 2 CPU cores. Prints four tables:
+[--trials 5] [--threads 1] [--device cpu] [--pack-sizes 1 8 32 128] [--tables data backbones trials packs finetune]
+[--cache-dir DIR]``. Defaults are the built-in data set and trial settings; the whole run takes a few
+minutes on 2 CPU cores. Prints five tables:
 
 1. data set generation seconds (cold: an empty cache; cached: read back from disk);
 2. per backbone: embedding seconds cold (computed) and cached (read from the joblib disk cache),
@@ -10,9 +11,12 @@ the whole run takes a few minutes on 2 CPU cores. Prints four tables:
    training settings (mean over ``--seeds`` seeds), to justify the default backbone;
 3. seconds per linear-probe trial with a warm cache (median over ``--trials`` trials) for BCE, ASL and
    RAL on the default backbone (goal: <= 0.5 s on 2 cores);
-4. finetune training images/second on the CPU (and on CUDA when present).
+4. seconds per trial of a RAL sweep trained as packs of K trials (``runners.run_pack``: K heads in
+   lock-step), for each ``--pack-sizes`` K, with the speed-up over K = 1; the design points are
+   uniform draws from RAL's default space, so every head really differs;
+5. finetune training images/second on the CPU (and on CUDA when present).
 
-Everything runs in a temporary cache directory, so cold means cold. Timings on a shared machine are
+Everything runs in a temporary cache directory (or ``--cache-dir``), so cold means cold. Timings on a shared machine are
 noisy; rerun on a quiet one for numbers to quote.
 """
 
@@ -33,6 +37,7 @@ from runners.features import clear_memory_cache
 from runners.trial import dataset_for
 
 CANDIDATES = ("mobilenetv3_small_100", "convnext_atto", "resnet18")  # the default and the two named in issue #3
+TABLES = ("data", "backbones", "trials", "packs", "finetune")
 
 
 def _clear_process_caches() -> None:
@@ -79,6 +84,33 @@ def trial_seconds(config: TrialConfig, loss: str, trials: int) -> tuple[float, f
     return statistics.median(r.seconds for r in results), statistics.fmean(r.value for r in results)
 
 
+def pack_seconds(config: TrialConfig, size: int, rounds: int) -> tuple[float, float]:
+    """(seconds per trial, mean val mAP) of RAL packs of ``size`` distinct design points, median over ``rounds`` packs."""
+    import numpy as np
+
+    rng = np.random.default_rng(size)
+    per_trial, values = [], []
+    for _ in range(rounds):
+        trials = [
+            runners.PackTrial(
+                {
+                    "gamma_neg": float(rng.uniform(0, 6)),
+                    "clip": float(rng.uniform(0, 0.4)),
+                    "lam": float(rng.uniform(1.1, 3)),
+                    "alpha": (float(rng.uniform(-2, 2)), float(rng.uniform(-2, 2))),
+                    "beta": (float(rng.uniform(-2, 2)),),
+                },
+                seed=0,
+            )
+            for _ in range(size)
+        ]
+        started = time.perf_counter()
+        results = runners.run_pack(config, "ral", trials)
+        per_trial.append((time.perf_counter() - started) / size)
+        values += [r.value for r in results if r.value is not None]
+    return statistics.median(per_trial), statistics.fmean(values) if values else float("nan")
+
+
 def finetune_rate(config: TrialConfig, device: str) -> float:
     from runners.losses import create_loss
     from runners.protocols.finetune import images_per_second
@@ -109,10 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (default 1, like one study worker per core)"
     )
-    parser.add_argument("--device", default="cpu", help="device of tables 2 and 3")
+    parser.add_argument("--device", default="cpu", help="device of tables 2, 3 and 4")
+    parser.add_argument("--pack-sizes", type=int, nargs="+", default=[1, 8, 32, 128], help="K of table 4")
+    parser.add_argument("--pack-rounds", type=int, default=1, help="timed packs per K in table 4 (median)")
+    parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=TABLES, help="which tables to print")
+    parser.add_argument("--cache-dir", default=None, help="a cache to reuse (default: a fresh temporary one)")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="lossweep-bench-") as cache:
+    with tempfile.TemporaryDirectory(prefix="lossweep-bench-") as temporary:
+        cache = args.cache_dir or temporary
         base = TrialConfig(
             data=DataConfig(
                 num_images=args.num_images, image_size=args.image_size, imbalance_ratio=args.imbalance_ratio
@@ -131,31 +168,45 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.threads} thread(s), device {args.device}\n"
         )
 
-        cold, cached = data_times(base)
-        print(f"{'data set':<24} {'cold s':>8} {'cached s':>9}")
-        print(f"{'synthetic':<24} {cold:>8.2f} {cached:>9.2f}\n")
+        if "data" in args.tables:
+            cold, cached = data_times(base)
+            print(f"{'data set':<24} {'cold s':>8} {'cached s':>9}")
+            print(f"{'synthetic':<24} {cold:>8.2f} {cached:>9.2f}\n")
 
-        print(
-            f"{'backbone':<24} {'dim':>5} {'embed cold s':>13} {'cached s':>9} {'img/s':>8} {'BCE val mAP':>12} {'sd':>6}"
-        )
-        for name in args.backbones:
-            row = backbone_row(dataclasses.replace(base, backbone=name), args.seeds)
+        if "backbones" in args.tables:
             print(
-                f"{row['backbone']:<24} {row['dim']:>5} {row['cold']:>13.2f} {row['cached']:>9.2f} {row['img/s']:>8.0f} {row['mAP']:>12.4f} {row['sd']:>6.4f}"
+                f"{'backbone':<24} {'dim':>5} {'embed cold s':>13} {'cached s':>9} {'img/s':>8} {'BCE val mAP':>12} {'sd':>6}"
             )
-        print()
+            for name in args.backbones:
+                row = backbone_row(dataclasses.replace(base, backbone=name), args.seeds)
+                print(
+                    f"{row['backbone']:<24} {row['dim']:>5} {row['cold']:>13.2f} {row['cached']:>9.2f} {row['img/s']:>8.0f} {row['mAP']:>12.4f} {row['sd']:>6.4f}"
+                )
+            print()
 
         runners.prepare(base, progress=False)
-        print(f"{'linear-probe trial (' + base.backbone + ')':<40} {'median s':>9} {'val mAP':>8}")
-        for loss in ("bce", "asl", "ral"):
-            seconds, value = trial_seconds(base, loss, args.trials)
-            print(f"{loss:<40} {seconds:>9.3f} {value:>8.4f}")
-        print("goal: <= 0.5 s per trial with a warm cache on 2 cores\n")
+        if "trials" in args.tables:
+            print(f"{'linear-probe trial (' + base.backbone + ')':<40} {'median s':>9} {'val mAP':>8}")
+            for loss in ("bce", "asl", "ral"):
+                seconds, value = trial_seconds(base, loss, args.trials)
+                print(f"{loss:<40} {seconds:>9.3f} {value:>8.4f}")
+            print("goal: <= 0.5 s per trial with a warm cache on 2 cores\n")
 
-        print(f"{'finetune (' + base.backbone + ', batch 64)':<40} {'img/s':>9}")
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        for device in devices:
-            print(f"{device:<40} {finetune_rate(base, device):>9.1f}")
+        if "packs" in args.tables:
+            pack_seconds(base, 2, 1)  # warm: the pack kernels loaded (or built once per machine)
+            print(f"{'RAL sweep in packs of K':<40} {'s/trial':>9} {'speed-up':>9} {'val mAP':>8}")
+            first = None
+            for size in args.pack_sizes:
+                seconds, value = pack_seconds(base, size, args.pack_rounds)
+                first = first or seconds
+                print(f"{'K = ' + str(size):<40} {seconds:>9.3f} {first / seconds:>8.2f}x {value:>8.4f}")
+            print("speed-up: against the first K listed, measured in the same run\n")
+
+        if "finetune" in args.tables:
+            print(f"{'finetune (' + base.backbone + ', batch 64)':<40} {'img/s':>9}")
+            devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+            for device in devices:
+                print(f"{device:<40} {finetune_rate(base, device):>9.1f}")
     return 0
 
 

@@ -94,6 +94,9 @@ def _train_and_score(config, loss_name, runnable, replicates, device, results, s
     train = config.train
     rates = [(train.lr if t.lr is None else t.lr, train.weight_decay if t.weight_decay is None else t.weight_decay)
              for _, t, _ in runnable]
+    # Whether lr / weight decay are swept, not whether their values differ: a trial trains the same
+    # way (per-head optimiser or torch.optim) whatever pack it lands in.
+    swept = any(t.lr is not None or t.weight_decay is not None for _, t, _ in runnable)
     shared = all(s == seeds[0] for s in seeds)
     if shared:  # groups = replicate seeds, heads = trials
         cells = [[(j, r) for j in range(len(runnable))] for r in range(replicates)]
@@ -105,8 +108,8 @@ def _train_and_score(config, loss_name, runnable, replicates, device, results, s
         loss=loss_name,
         seeds=group_seeds,
         loss_params=[[runnable[j][2] for j, _ in row] for row in cells],
-        lr=[[rates[j][0] for j, _ in row] for row in cells],
-        weight_decay=[[rates[j][1] for j, _ in row] for row in cells],
+        lr=[[rates[j][0] for j, _ in row] for row in cells] if swept else None,
+        weight_decay=[[rates[j][1] for j, _ in row] for row in cells] if swept else None,
     )
     outcomes = train_pack(config, dataset, heads, device)
     by_trial: dict[int, list[Any]] = {j: [None] * replicates for j in range(len(runnable))}
@@ -165,3 +168,45 @@ def _with_train(config: TrialConfig, trial: PackTrial) -> TrialConfig:
     if not overrides:
         return config
     return dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
+
+
+# Chosen by measurement (``python -m benchmarks.trial --tables packs``, default data, one thread per
+# worker, on a 2-core machine shared with other jobs): seconds per trial fall steeply up to K = 32 and
+# little after; larger packs only lengthen the time before a pack's results reach the store.
+CPU_PACK_SIZE = 32
+CUDA_MEMORY_SHARE = 0.5  # of the free device memory a pack may plan to use
+MAX_PACK_SIZE = 1024
+
+
+def auto_pack_size(
+    config: TrialConfig, remaining: int, feature_dim: int, num_classes: int, eval_rows: int, replicates: int = 1
+) -> int:
+    """The ``--pack-size auto`` size for a linear-probe study with ``remaining`` trials to run.
+
+    On CPU the measured :data:`CPU_PACK_SIZE`; on CUDA as many of the remaining trials as fit in
+    :data:`CUDA_MEMORY_SHARE` of the free memory, from a per-head estimate (parameters with their
+    gradient and two optimiser moments, a step's logits and loss temporaries, the val/test logits in
+    float32 and float64; each trial has ``replicates`` heads); finetune is always 1. Never more than
+    ``remaining`` (nor less than 1).
+    """
+    remaining = max(1, int(remaining))
+    if config.protocol != "linear-probe":
+        return 1
+    from .device import resolve_device
+
+    device = resolve_device(config.device)
+    if device.type != "cuda":
+        return min(remaining, CPU_PACK_SIZE)
+    import torch
+
+    train = config.train
+    if train.head == "linear":
+        weights = feature_dim * num_classes + num_classes
+        activations = 0
+    else:
+        weights = feature_dim * train.mlp_hidden + train.mlp_hidden + train.mlp_hidden * num_classes + num_classes
+        activations = 3 * train.batch_size * train.mlp_hidden
+    per_head = 4 * (5 * weights + activations + 8 * train.batch_size * num_classes) + 12 * eval_rows * num_classes
+    free, _ = torch.cuda.mem_get_info(device)
+    fits = int(CUDA_MEMORY_SHARE * free // (per_head * max(1, replicates)))
+    return max(1, min(remaining, MAX_PACK_SIZE, fits))

@@ -316,7 +316,7 @@ def asymmetric(
 def total(value: Tensor) -> Tensor:
     """The summed loss: one number for a flat input, one per head (``(groups, heads)``) for a pack.
 
-    A pack's elements are laid out (groups, batch, heads, classes) (see ``runners.losses.pack``), so a
+    A pack's elements are laid out (groups, batch, classes, heads) (see ``runners.losses.pack``), so a
     head's sum runs over the batch and class dimensions.
     """
-    return value.sum() if value.dim() == 1 else value.sum(dim=(1, 3))
+    return value.sum() if value.dim() == 1 else value.sum(dim=(1, 2))

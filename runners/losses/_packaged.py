@@ -85,8 +85,8 @@ class PackagedKernel:
 
     def __init__(self, function: Callable, packed: bool = False) -> None:
         self.function = function
-        # A pack's kernel takes 4-D inputs, (groups, batch, heads, classes), and per-head parameters
-        # shaped (P, groups, 1, heads, 1); all four sizes are symbolic (see ``_pack_example``).
+        # A pack's kernel takes 4-D inputs, (groups, batch, classes, heads), and per-head parameters
+        # shaped (P, groups, 1, 1, heads); all four sizes are symbolic (see ``_pack_example``).
         self.packed = packed
         self.failed: str | None = None  # why building failed; no variant is tried again
         self._runners: dict[tuple, Callable[[list[Tensor]], list[Tensor]]] = {}
@@ -142,10 +142,10 @@ class PackagedKernel:
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.packed:
             x, y, mask, params = _pack_example(x, y, mask, params)
-            g, n, t, c = (torch.export.Dim(name, min=1) for name in ("groups", "n", "heads", "classes"))
-            data_shapes = ({0: g, 1: n, 2: t, 3: c}, {0: g, 1: n, 3: c})
-            mask_shapes = [{0: g, 1: n, 3: c}] if mask is not None else []
-            param_shapes = [{1: g, 3: t}] * len(params)
+            g, n, c, t = (torch.export.Dim(name, min=1) for name in ("groups", "n", "classes", "heads"))
+            data_shapes = ({0: g, 1: n, 2: c, 3: t}, {0: g, 1: n, 2: c})
+            mask_shapes = [{0: g, 1: n, 2: c}] if mask is not None else []
+            param_shapes = [{1: g, 4: t}] * len(params)
         else:
             n = torch.export.Dim("n", min=2)
             data_shapes = ({0: n}, {0: n})
@@ -185,10 +185,10 @@ def _pack_example(x: Tensor, y: Tensor, mask: Tensor | None, params: tuple[Tenso
     often has one group (no replicates) or one head: exporting from it would give a library for that
     size only.
     """
-    g, n, t, c = (max(2, s) for s in x.shape)
+    g, n, c, t = (max(2, s) for s in x.shape)
     like = dict(dtype=x.dtype, device=x.device)
-    example_x = torch.zeros(g, n, t, c, **like)
-    example_y = torch.zeros(g, n, 1, c, **like)
-    example_mask = None if mask is None else torch.ones(g, n, 1, c, **like)
-    example_params = tuple(torch.zeros(p.shape[0], g, 1, t, 1, **like) for p in params)
+    example_x = torch.zeros(g, n, c, t, **like)
+    example_y = torch.zeros(g, n, c, 1, **like)
+    example_mask = None if mask is None else torch.ones(g, n, c, 1, **like)
+    example_params = tuple(torch.zeros(p.shape[0], g, 1, 1, t, **like) for p in params)
     return example_x, example_y, example_mask, example_params

@@ -34,8 +34,8 @@ class HeadKernels:
     """A loss's per-head formula (for packs) and its two compiled forms, each built on first use.
 
     ``formula(x, y, mask, *rows) -> (per-head sums, gradient)`` is plain broadcasting torch code on
-    (groups, batch, heads, classes) logits, (groups, batch, 1, classes) targets and mask, and rows
-    shaped (length, groups, 1, heads, 1): run as it is, it is the eager kernel.
+    (groups, batch, classes, heads) logits, (groups, batch, classes, 1) targets and mask, and rows
+    shaped (length, groups, 1, 1, heads): run as it is, it is the eager kernel.
     """
 
     formula: Callable[..., tuple[Tensor, Tensor]]

@@ -7,16 +7,18 @@ heads cost one call of the loss's per-head formula (``head_kernels`` of each los
 torch code, compiled like the single-loss fused kernels, see ``_compiled`` and ``_packaged``). The
 values are inputs of the compiled code: new hyperparameters never recompile.
 
-Layout: logits ``(batch, heads, classes)``, or ``(groups, batch, heads, classes)`` where each group
+Layout: logits ``(batch, classes, heads)``, or ``(groups, batch, classes, heads)`` where each group
 is fed its own mini-batches (replicate seeds); targets and mask ``(batch, classes)`` or ``(groups,
-batch, classes)``, shared by the heads. The result is one loss per head, ``(heads,)`` or ``(groups,
-heads)``: a head's value and gradient are those of its own loss on its own logits, equal to
+batch, classes)``, shared by the heads. Heads are the last, contiguous dimension so that the compiled
+loop runs along the heads, which share a target and differ only in their hyperparameters (measured:
+about 4x faster than classes-last at 26 classes, where a 26-long inner loop is mostly vector tail).
+The result is one loss per head, ``(heads,)`` or ``(groups, heads)``: a head's value and gradient are those of its own loss on its own logits, equal to
 ``create_loss(name, **its_params)`` (the same parity with the released code, finite gradients
 everywhere; see tests/losses/test_pack.py).
 
 >>> import torch
 >>> pack = create_loss_pack("asl", [{"gamma_neg": 2.0}, {"gamma_neg": 4.0, "clip": 0.1}])
->>> pack(torch.zeros(8, 2, 3), torch.ones(8, 3)).shape
+>>> pack(torch.zeros(8, 3, 2), torch.ones(8, 3)).shape
 torch.Size([2])
 """
 
@@ -84,7 +86,7 @@ class LossPack(nn.Module):
         return f"{self.name!r}, groups={self.shape[0]}, heads={self.shape[1]}, reduction={self.reduction!r}"
 
     def rows(self, like: Tensor) -> tuple[Tensor, ...]:
-        """The heads' hyperparameters as the kernel's row tensors, each (length, groups, 1, heads, 1), cached."""
+        """The heads' hyperparameters as the kernel's row tensors, each (length, groups, 1, 1, heads), cached."""
         key = (like.dtype, like.device)
         if key not in self._rows:
             groups, heads = self.shape
@@ -94,7 +96,7 @@ class LossPack(nn.Module):
                 length = max(len(values[i]) for values in per_head)
                 # Zero padding leaves a polynomial unchanged (its trailing terms are 0 * u^m).
                 table = [tuple(values[i]) + (0.0,) * (length - len(values[i])) for values in per_head]
-                rows = torch.tensor(table, dtype=like.dtype).T.reshape(length, groups, 1, heads, 1)
+                rows = torch.tensor(table, dtype=like.dtype).T.reshape(length, groups, 1, 1, heads)
                 tensors.append(rows.contiguous().to(like.device))
             self._rows[key] = tuple(tensors)
         return self._rows[key]
@@ -108,9 +110,9 @@ class LossPack(nn.Module):
                 loss, _ = self._compute(x, y, m)
         if self.reduction == "mean":
             if m is None:
-                loss = loss / (x.shape[1] * x.shape[3])
+                loss = loss / (x.shape[1] * x.shape[2])
             else:
-                loss = loss / m.sum(dim=(1, 3)).clamp_min(torch.finfo(m.dtype).tiny)
+                loss = loss / m.sum(dim=(1, 2)).clamp_min(torch.finfo(m.dtype).tiny)
         return loss[0] if flat else loss
 
     def _compute(self, x: Tensor, y: Tensor, m: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -134,10 +136,12 @@ class LossPack(nn.Module):
         """4-D logits (float32 or float64), 4-D targets and mask with a head dimension of 1, and whether the input was 3-D."""
         label = f"loss pack {self.name!r}"
         if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() not in (3, 4):
-            raise ValueError(f"{label}: logits must be a float tensor (batch, heads, classes) or (groups, batch, heads, classes)")
+            raise ValueError(
+                f"{label}: logits must be a float tensor (batch, classes, heads) or (groups, batch, classes, heads)"
+            )
         flat = logits.dim() == 3
         x = logits.unsqueeze(0) if flat else logits
-        groups, batch, heads, classes = x.shape
+        groups, batch, classes, heads = x.shape
         if (groups, heads) != self.shape:
             raise ValueError(f"{label}: logits have {groups} group(s) x {heads} head(s), the pack {self.shape[0]} x {self.shape[1]}")
         if x.dtype not in (torch.float32, torch.float64):
@@ -146,12 +150,12 @@ class LossPack(nn.Module):
         if not isinstance(targets, Tensor) or tuple(targets.shape) != shared:
             got = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
             raise ValueError(f"{label}: targets must be shaped {shared} (shared by the heads), got {got}")
-        y = targets.to(x.dtype).reshape(groups, batch, 1, classes)
+        y = targets.to(x.dtype).reshape(groups, batch, classes, 1)
         m = None
         if mask is not None:
             if not isinstance(mask, Tensor) or tuple(mask.shape) != shared:
                 raise ValueError(f"{label}: mask must be shaped {shared} like the targets")
-            m = mask.to(device=x.device, dtype=x.dtype).reshape(groups, batch, 1, classes)
+            m = mask.to(device=x.device, dtype=x.dtype).reshape(groups, batch, classes, 1)
         return x, y, m, flat
 
 
@@ -176,7 +180,7 @@ class _PackFunction(torch.autograd.Function):
             x, y, mask = ctx.saved_tensors
             _, grad = ctx.compute(x, y, mask)
         groups, heads = grad_output.shape
-        return grad * grad_output.view(groups, 1, heads, 1), None, None, None
+        return grad * grad_output.view(groups, 1, 1, heads), None, None, None
 
 
 def _grid(heads: Sequence[Any]) -> list[list[Mapping[str, Any]]]:

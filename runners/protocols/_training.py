@@ -55,6 +55,11 @@ def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimize
     """
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return optimizer_for(decay, no_decay, train)
+
+
+def optimizer_for(decay: list[torch.Tensor], no_decay: list[torch.Tensor], train: TrainConfig) -> torch.optim.Optimizer:
+    """:func:`make_optimizer` for explicit lists of decayed and non-decayed parameters."""
     groups = [
         {"params": decay, "weight_decay": train.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},

@@ -62,8 +62,6 @@ def run(config: TrialConfig, dataset: Any, loss_fn: nn.Module, seed: int, device
         loss=name,
         seeds=[seed],
         loss_params=[[loss_fn.params]],
-        lr=[[config.train.lr]],
-        weight_decay=[[config.train.weight_decay]],
     )
     (outcome,) = train_pack(config, dataset, heads, device)[0]
     if isinstance(outcome, Diverged):

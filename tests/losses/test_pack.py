@@ -28,11 +28,11 @@ def pack_value_and_grad(pack, x, y, **kwargs):
 
 
 def stacked(x: torch.Tensor, heads: int, seed: int = 1) -> torch.Tensor:
-    """(batch, heads, classes) logits: head 0 gets ``x``, the others shuffled copies (extremes kept)."""
+    """(batch, classes, heads) logits: head 0 gets ``x``, the others shuffled copies (extremes kept)."""
     gen = torch.Generator().manual_seed(seed)
     flat = x.reshape(-1)
     columns = [x] + [flat[torch.randperm(flat.numel(), generator=gen)].view(x.shape) for _ in range(heads - 1)]
-    return torch.stack(columns, dim=1)
+    return torch.stack(columns, dim=-1)
 
 
 @pytest.mark.parametrize("name", sorted(BY_LOSS))
@@ -45,14 +45,14 @@ def test_every_head_matches_the_released_code_in_float64(name):
     assert value.shape == (len(heads),)
     for k, params in enumerate(heads):
         ref = released(name, **create_loss(name, **params).params)
-        ref_value, ref_grad = value_and_grad(ref, xs[:, k], y)
+        ref_value, ref_grad = value_and_grad(ref, xs[..., k], y)
         torch.testing.assert_close(value[k], ref_value, rtol=1e-6, atol=0)
-        assert_grad_parity(grad[:, k], ref_grad)
+        assert_grad_parity(grad[..., k], ref_grad)
 
 
 @pytest.mark.parametrize("name", sorted(BY_LOSS))
 def test_groups_mask_and_mean_per_head(name):
-    """(groups, batch, heads, classes): each group has its own batch and mask, each head its parameters."""
+    """(groups, batch, classes, heads): each group has its own batch and mask, each head its parameters."""
     heads = BY_LOSS[name][:3]
     batches = [make_batch(seed=s) for s in (3, 4)]
     xs = torch.stack([stacked(x, len(heads), seed=s) for s, (x, _) in enumerate(batches)])
@@ -64,10 +64,10 @@ def test_groups_mask_and_mean_per_head(name):
     for g in range(2):
         for k, params in enumerate(heads):
             ref = released(name, **create_loss(name, **params).params)
-            ref_value, ref_grad = masked_reference(ref, xs[g, :, k], ys[g], masks[g].double(), mean=True)
+            ref_value, ref_grad = masked_reference(ref, xs[g, ..., k], ys[g], masks[g].double(), mean=True)
             torch.testing.assert_close(value[g, k], ref_value, rtol=1e-6, atol=0)
-            assert_grad_parity(grad[g, :, k], ref_grad)
-            assert torch.all(grad[g, :, k][~masks[g]] == 0)
+            assert_grad_parity(grad[g, ..., k], ref_grad)
+            assert torch.all(grad[g, ..., k][~masks[g]] == 0)
 
 
 @pytest.mark.parametrize("name", sorted(BY_LOSS))
@@ -76,11 +76,11 @@ def test_a_head_does_not_depend_on_its_neighbours(name):
     x, y = make_batch(dtype=torch.float32, seed=6)
     xs = stacked(x, len(heads)).contiguous()
     value, grad = pack_value_and_grad(create_loss_pack(name, heads), xs, y)
-    alone_value, alone_grad = pack_value_and_grad(create_loss_pack(name, heads[-1:]), xs[:, -1:].contiguous(), y)
+    alone_value, alone_grad = pack_value_and_grad(create_loss_pack(name, heads[-1:]), xs[..., -1:].contiguous(), y)
     # Equal up to float rounding: vectorised and scalar loops round some functions differently, and a
     # sum's order depends on the layout.
     torch.testing.assert_close(value[-1:], alone_value, rtol=1e-6, atol=0)
-    assert_grad_parity(grad[:, -1:], alone_grad)
+    assert_grad_parity(grad[..., -1:], alone_grad)
 
 
 @pytest.mark.parametrize("name", sorted(BY_LOSS))
@@ -93,13 +93,13 @@ def test_float32_heads_are_as_accurate_as_the_released_code(name):
     assert value.dtype == grad.dtype == torch.float32
     for k, params in enumerate(heads):
         ref = released(name, **create_loss(name, **params).params)
-        truth_value, truth_grad = value_and_grad(ref, xs64[:, k], y64)
-        ref_value, ref_grad = value_and_grad(ref, xs64[:, k].float(), y64.float())
+        truth_value, truth_grad = value_and_grad(ref, xs64[..., k], y64)
+        ref_value, ref_grad = value_and_grad(ref, xs64[..., k].float(), y64.float())
         error = abs(value[k].double() - truth_value).item()
         assert error <= max(2 * abs(ref_value.double() - truth_value).item(), 1e-6 * abs(truth_value.item())), params
         finite = torch.isfinite(ref_grad) & torch.isfinite(truth_grad)
         scale = truth_grad[finite].abs().max().item()
-        grad_error = (grad[:, k].double() - truth_grad)[finite].abs().max().item()
+        grad_error = (grad[..., k].double() - truth_grad)[finite].abs().max().item()
         ref_grad_error = (ref_grad.double() - truth_grad)[finite].abs().max().item()
         assert grad_error <= max(2 * ref_grad_error, 1e-6 * scale), params
 
@@ -116,7 +116,7 @@ def test_gradients_are_finite_for_any_tensor_of_parameters(name):
     @given(heads=head_lists[name], x=logits, y=targets)
     def check(heads, x, y):
         pack = create_loss_pack(name, heads)
-        xs = torch.from_numpy(x).unsqueeze(1).expand(-1, len(heads), -1)
+        xs = torch.from_numpy(x).unsqueeze(-1).expand(-1, -1, len(heads))
         value, grad = pack_value_and_grad(pack, xs, torch.from_numpy(y).float())
         assert torch.isfinite(value).all(), (heads, value)
         assert torch.isfinite(grad).all(), heads
@@ -137,9 +137,9 @@ def test_bad_heads_and_shapes_are_refused_with_the_head_named():
         create_loss_pack("bce", [])
     pack = create_loss_pack("ral", [{}, {}])
     with pytest.raises(ValueError, match="3 head"):
-        pack(torch.zeros(4, 3, 5), torch.zeros(4, 5))
+        pack(torch.zeros(4, 5, 3), torch.zeros(4, 5))
     with pytest.raises(ValueError, match="targets must be shaped"):
-        pack(torch.zeros(4, 2, 5), torch.zeros(4, 2, 5))
+        pack(torch.zeros(4, 5, 2), torch.zeros(4, 5, 2))
 
 
 @pytest.mark.parametrize("mode", ["1", "auto"])

@@ -174,3 +174,14 @@ def test_an_invalid_trial_fails_alone_and_bad_calls_are_refused(tiny_config, pre
         run_pack(tiny_config, "asl", [PackTrial({}, 0)], replicates=0)
     with pytest.raises(ValueError, match="at least one"):
         run_pack(tiny_config, "asl", [])
+
+
+@pytest.mark.parametrize("head", ["linear", "mlp"])
+def test_per_head_clipping_and_mlp_heads_do_not_depend_on_the_pack(tiny_config, prepared, head):
+    train = TrainConfig(epochs=3, batch_size=64, head=head, mlp_hidden=16, grad_clip=0.05, optimizer="sgd", lr=0.05)
+    config = dataclasses.replace(tiny_config, train=train)
+    trials = [PackTrial(p, seed=6) for p in ral_points(5, seed=2)]
+    packed = run_pack(config, "ral", trials)
+    for trial, result in zip(trials, packed):
+        assert_same(result, run_pack(config, "ral", [trial])[0])
+        assert abs(result.value - reference_train(config, prepared.dataset, "ral", trial.loss_params, 6)) <= TOL
