@@ -1,9 +1,9 @@
 """What one trial costs, and which default backbone to use: data, embeddings, linear-probe trials, finetune.
 
 Run: ``python -m benchmarks.trial [--num-images 6000] [--image-size 64] [--imbalance-ratio 142] [--backbones mobilenetv3_small_100 resnet18 ...]
-[--trials 5] [--threads 1] [--device cpu] [--pack-sizes 1 8 32 128] [--tables data backbones trials packs finetune]
-[--cache-dir DIR]``. Defaults are the built-in data set and trial settings; the whole run takes a few
-minutes on 2 CPU cores. Prints five tables:
+[--trials 5] [--threads 1] [--device cpu] [--pack-sizes 1 8 32 128]
+[--tables data backbones trials packs finetune] [--cache-dir DIR]``. Defaults are the built-in data set
+and trial settings; the whole run takes a few minutes on 2 CPU cores. Prints five tables:
 
 1. data set generation seconds (cold: an empty cache; cached: read back from disk);
 2. per backbone: embedding seconds cold (computed) and cached (read from the joblib disk cache),
@@ -85,7 +85,7 @@ def trial_seconds(config: TrialConfig, loss: str, trials: int) -> tuple[float, f
 
 
 def pack_seconds(config: TrialConfig, size: int, rounds: int) -> tuple[float, float]:
-    """(seconds per trial, mean val mAP) of RAL packs of ``size`` distinct design points, median over ``rounds`` packs."""
+    """(seconds per trial, mean val mAP) of RAL packs of ``size`` distinct design points (median over ``rounds``)."""
     import numpy as np
 
     rng = np.random.default_rng(size)

@@ -61,9 +61,7 @@ def run_pack(
     if not trials:
         raise ValueError("a pack needs at least one trial")
     if config.protocol != "linear-probe":
-        return [
-            single.run_trial(_with_train(config, t), loss_name, t.loss_params, t.seed, replicates) for t in trials
-        ]
+        return [single.run_trial(_with_train(config, t), loss_name, t.loss_params, t.seed, replicates) for t in trials]
     started = time.perf_counter()
     single._apply_threads(config)
     from .device import resolve_device
@@ -92,8 +90,10 @@ def _train_and_score(config, loss_name, runnable, replicates, device, results, s
     dataset = single.dataset_for(config)
     seeds = [single.replicate_seeds(t.seed, replicates) for _, t, _ in runnable]
     train = config.train
-    rates = [(train.lr if t.lr is None else t.lr, train.weight_decay if t.weight_decay is None else t.weight_decay)
-             for _, t, _ in runnable]
+    rates = [
+        (train.lr if t.lr is None else t.lr, train.weight_decay if t.weight_decay is None else t.weight_decay)
+        for _, t, _ in runnable
+    ]
     # Whether lr / weight decay are swept, not whether their values differ: a trial trains the same
     # way (per-head optimiser or torch.optim) whatever pack it lands in.
     swept = any(t.lr is not None or t.weight_decay is not None for _, t, _ in runnable)
@@ -117,7 +117,7 @@ def _train_and_score(config, loss_name, runnable, replicates, device, results, s
         for t, (j, r) in enumerate(row):
             by_trial[j][r] = outcomes[g][t]
     share = (time.perf_counter() - started) / len(runnable)
-    for j, (i, trial, _) in enumerate(runnable):
+    for j, (i, _, _) in enumerate(runnable):
         scoring = time.perf_counter()
         result = _result(dataset, by_trial[j], seeds[j])
         result.seconds = share + time.perf_counter() - scoring
@@ -131,7 +131,7 @@ def _result(dataset, outcomes: list[Any], seeds: list[int]) -> TrialResult:
 
     val_runs: list[dict[str, Any]] = []
     test_runs: list[dict[str, Any]] = []
-    for seed, outcome in zip(seeds, outcomes):
+    for seed, outcome in zip(seeds, outcomes, strict=True):
         if isinstance(outcome, Diverged):
             return TrialResult(
                 status="diverged",
@@ -164,10 +164,12 @@ def _with_train(config: TrialConfig, trial: PackTrial) -> TrialConfig:
     """``config`` with the trial's own lr and weight decay (validated by ``TrainConfig``)."""
     import dataclasses
 
-    overrides = {k: v for k, v in (("lr", trial.lr), ("weight_decay", trial.weight_decay)) if v is not None}
-    if not overrides:
+    if trial.lr is None and trial.weight_decay is None:
         return config
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
+    train = config.train
+    lr = train.lr if trial.lr is None else trial.lr
+    weight_decay = train.weight_decay if trial.weight_decay is None else trial.weight_decay
+    return dataclasses.replace(config, train=dataclasses.replace(train, lr=lr, weight_decay=weight_decay))
 
 
 # Chosen by measurement (``python -m benchmarks.trial --tables packs``, default data, one thread per

@@ -145,12 +145,12 @@ class PackagedKernel:
             g, n, c, t = (torch.export.Dim(name, min=1) for name in ("groups", "n", "classes", "heads"))
             data_shapes = ({0: g, 1: n, 2: c, 3: t}, {0: g, 1: n, 2: c})
             mask_shapes = [{0: g, 1: n, 2: c}] if mask is not None else []
-            param_shapes = [{1: g, 4: t}] * len(params)
+            param_shapes = [{1: g, 4: t} for _ in params]
         else:
             n = torch.export.Dim("n", min=2)
             data_shapes = ({0: n}, {0: n})
             mask_shapes = [{0: n}] if mask is not None else []
-            param_shapes = [None] * len(params)
+            param_shapes: list[dict | None] = [None] * len(params)
         rest = tuple(params) if mask is None else (mask, *params)
         rest_shapes = tuple(mask_shapes + param_shapes)
         with torch.no_grad():  # the arguments are (x, y, rest): ``forward``'s varargs are one tuple to export
@@ -186,9 +186,8 @@ def _pack_example(x: Tensor, y: Tensor, mask: Tensor | None, params: tuple[Tenso
     size only.
     """
     g, n, c, t = (max(2, s) for s in x.shape)
-    like = dict(dtype=x.dtype, device=x.device)
-    example_x = torch.zeros(g, n, c, t, **like)
-    example_y = torch.zeros(g, n, c, 1, **like)
-    example_mask = None if mask is None else torch.ones(g, n, c, 1, **like)
-    example_params = tuple(torch.zeros(p.shape[0], g, 1, 1, t, **like) for p in params)
+    example_x = x.new_zeros(g, n, c, t)
+    example_y = x.new_zeros(g, n, c, 1)
+    example_mask = None if mask is None else x.new_ones(g, n, c, 1)
+    example_params = tuple(x.new_zeros(p.shape[0], g, 1, 1, t) for p in params)
     return example_x, example_y, example_mask, example_params

@@ -241,9 +241,7 @@ def focusing_and_shift(loss: MultiLabelLoss, params: dict[str, Any], clip_name: 
     probability shift (``clip_name`` says what the loss's paper calls it) and the log's floor."""
     for name in ("gamma_pos", "gamma_neg"):
         params[name] = real(loss, params, name, low=0.0, why="a focusing exponent; 0 turns focusing off")
-    params["clip"] = real(
-        loss, params, "clip", low=0.0, high=1.0, high_open=True, why=f"{clip_name}; 0 turns it off"
-    )
+    params["clip"] = real(loss, params, "clip", low=0.0, high=1.0, high_open=True, why=f"{clip_name}; 0 turns it off")
     params["eps"] = real(
         loss, params, "eps", low=0.0, high=1.0, low_open=True, high_open=True, why="the floor of the clamped log"
     )

@@ -14,7 +14,7 @@ from .registry import register_loss
 
 
 def focal_heads(x: Tensor, y: Tensor, mask: Tensor | None, c: Tensor) -> tuple[Tensor, Tensor]:
-    """Focal loss for a pack of heads, ``c`` = (gamma, through): the eager kernel's formula, broadcast (see ``pack``)."""
+    """Focal loss for a pack of heads, ``c`` = (gamma, through): the eager kernel's formula, broadcast."""
     gamma, through = c[0], c[1]
     z = x - 2 * x * y  # the logit of the wrong answer
     p, q, log_p, log_q = sigmoid_parts(z)

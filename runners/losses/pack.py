@@ -12,7 +12,8 @@ is fed its own mini-batches (replicate seeds); targets and mask ``(batch, classe
 batch, classes)``, shared by the heads. Heads are the last, contiguous dimension so that the compiled
 loop runs along the heads, which share a target and differ only in their hyperparameters (measured:
 about 4x faster than classes-last at 26 classes, where a 26-long inner loop is mostly vector tail).
-The result is one loss per head, ``(heads,)`` or ``(groups, heads)``: a head's value and gradient are those of its own loss on its own logits, equal to
+The result is one loss per head, ``(heads,)`` or ``(groups, heads)``: a head's value and gradient
+are those of its own loss on its own logits, equal to
 ``create_loss(name, **its_params)`` (the same parity with the released code, finite gradients
 everywhere; see tests/losses/test_pack.py).
 
@@ -31,15 +32,13 @@ import torch
 from torch import Tensor, nn
 
 from ._compiled import pack_kernel_choice
-from .base import HeadKernels, _no_autocast
+from .base import HeadKernels, MultiLabelLoss, _no_autocast
 from .registry import loss_class
 
 __all__ = ["LossPack", "create_loss_pack"]
 
 
-def create_loss_pack(
-    name: str, heads: Sequence[Mapping[str, Any]] | Sequence[Sequence[Mapping[str, Any]]]
-) -> LossPack:
+def create_loss_pack(name: str, heads: Sequence[Mapping[str, Any]] | Sequence[Sequence[Mapping[str, Any]]]) -> LossPack:
     """A :class:`LossPack` of loss ``name``: ``heads`` is one parameter dict per head, or a (groups x heads) grid."""
     return LossPack(name, heads)
 
@@ -54,7 +53,7 @@ class LossPack(nn.Module):
 
     def __init__(self, name: str, heads: Sequence[Mapping[str, Any]] | Sequence[Sequence[Mapping[str, Any]]]) -> None:
         super().__init__()
-        cls = loss_class(name)
+        cls: type[MultiLabelLoss] = loss_class(name)
         kernels = cls.head_kernels
         if kernels is None:
             raise ValueError(f"loss {name!r} has no per-head kernel; packs need one (see runners.losses.base)")
@@ -69,7 +68,9 @@ class LossPack(nn.Module):
                     raise ValueError(f"{where}: {error}") from None
         reductions = {loss.reduction for loss in losses}
         if len(reductions) > 1 or "none" in reductions:
-            raise ValueError(f"a loss pack needs one reduction for every head, 'sum' or 'mean'; got {sorted(reductions)}")
+            raise ValueError(
+                f"a loss pack needs one reduction for every head, 'sum' or 'mean'; got {sorted(reductions)}"
+            )
         self.name = name
         self.reduction = reductions.pop()
         self.shape = (len(grid), len(grid[0]))  # (groups, heads)
@@ -103,6 +104,15 @@ class LossPack(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
         x, y, m, flat = self._prepare(logits, targets, mask)
+        if x.shape[3] == 1:
+            # One head per group: a heads-last loop would be one element long. Each group's loss is then
+            # the head's own single loss (its fused kernels, or create_loss's eager one) on (batch, classes).
+            rows = [
+                self._losses[g](x[g, :, :, 0], y[g, :, :, 0], None if m is None else m[g, :, :, 0])
+                for g in range(x.shape[0])
+            ]
+            loss = torch.stack(rows).view(x.shape[0], 1)
+            return loss[0] if flat else loss
         with _no_autocast(x):
             if x.requires_grad and torch.is_grad_enabled():
                 loss = _PackFunction.apply(x, y, m, self._compute)
@@ -133,7 +143,8 @@ class LossPack(nn.Module):
         return result
 
     def _prepare(self, logits: Tensor, targets: Tensor, mask: Tensor | None):
-        """4-D logits (float32 or float64), 4-D targets and mask with a head dimension of 1, and whether the input was 3-D."""
+        """4-D logits (float32 or float64), 4-D targets and mask with a head dimension of 1, and whether
+        the input was 3-D."""
         label = f"loss pack {self.name!r}"
         if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() not in (3, 4):
             raise ValueError(
@@ -143,7 +154,9 @@ class LossPack(nn.Module):
         x = logits.unsqueeze(0) if flat else logits
         groups, batch, classes, heads = x.shape
         if (groups, heads) != self.shape:
-            raise ValueError(f"{label}: logits have {groups} group(s) x {heads} head(s), the pack {self.shape[0]} x {self.shape[1]}")
+            raise ValueError(
+                f"{label}: logits have {groups} group(s) x {heads} head(s), the pack {self.shape[0]} x {self.shape[1]}"
+            )
         if x.dtype not in (torch.float32, torch.float64):
             x = x.float()  # bf16 / fp16 (autocast): compute in float32
         shared = (batch, classes) if flat else (groups, batch, classes)

@@ -3,9 +3,9 @@
 The embeddings live in memory as standardised tensors (:func:`runners.features.load_features`), so a
 trial is only the head's optimisation: mini-batches are index slices of those tensors, not a
 DataLoader, which would cost more than the head itself at this size. The training loop is the pack
-trainer's (``pack``), which trains many heads in lock-step; a single trial is a pack of one. The head is trained for a fixed
-number of epochs and scored once at the end: selecting an epoch on the validation split would make the
-objective optimistic and differently so for each loss.
+trainer's (``pack``), which trains many heads in lock-step; a single trial is a pack of one. The
+head is trained for a fixed number of epochs and scored once at the end: selecting an epoch on the
+validation split would make the objective optimistic and differently so for each loss.
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def run(config: TrialConfig, dataset: Any, loss_fn: nn.Module, seed: int, device
 
     name = getattr(loss_fn, "name", "")
     if not name or not hasattr(loss_fn, "params"):
-        raise ValueError("the linear probe trains with a runners.losses loss (create_loss), got " + type(loss_fn).__name__)
+        raise ValueError(
+            "the linear probe trains with a runners.losses loss (create_loss), got " + type(loss_fn).__name__
+        )
     heads = PackHeads(
         loss=name,
         seeds=[seed],

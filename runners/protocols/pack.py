@@ -213,14 +213,15 @@ class _Optimizer:
 
     def step(self, grads: list[Tensor], factor: float, t: int) -> None:
         if self.torch_optimizer is not None:
-            for p, g in zip(self.params, grads):
+            for p, g in zip(self.params, grads, strict=True):
                 p.tensor.grad = g.view(p.tensor.shape)
             for group in self.torch_optimizer.param_groups:
                 group["lr"] = self.train.lr * factor
             self.torch_optimizer.step()
             return
+        assert self.lr is not None and self.wd is not None  # per-head mode
         rate = self.lr * factor
-        for p, g in zip(self.params, grads):
+        for p, g in zip(self.params, grads, strict=True):
             w = p.tensor.view(p.view)
             m, v = p.m.view(p.view), p.v.view(p.view)
             decay = self.wd if p.decay else None
@@ -245,7 +246,7 @@ class _Optimizer:
 def clip_per_head(params: list[_Param], grads, max_norm: float | None) -> list[Tensor]:
     """The gradients as (groups, *, heads, 1) views, each head's scaled to a norm of at most ``max_norm``
     over all of its parameters (``torch.nn.utils.clip_grad_norm_`` per head)."""
-    grads = [g.view(p.view) for p, g in zip(params, grads)]
+    grads = [g.view(p.view) for p, g in zip(params, grads, strict=True)]
     if max_norm is None:
         return grads
     norm = torch.stack([g.square().sum(dim=(1, 3)) for g in grads]).sum(0).sqrt()

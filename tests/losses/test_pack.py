@@ -76,11 +76,12 @@ def test_a_head_does_not_depend_on_its_neighbours(name):
     x, y = make_batch(dtype=torch.float32, seed=6)
     xs = stacked(x, len(heads)).contiguous()
     value, grad = pack_value_and_grad(create_loss_pack(name, heads), xs, y)
-    alone_value, alone_grad = pack_value_and_grad(create_loss_pack(name, heads[-1:]), xs[..., -1:].contiguous(), y)
+    # Two heads, not one: a pack of one head per group runs the single loss's kernel (another formula).
+    alone_value, alone_grad = pack_value_and_grad(create_loss_pack(name, heads[-2:]), xs[..., -2:].contiguous(), y)
     # Equal up to float rounding: vectorised and scalar loops round some functions differently, and a
     # sum's order depends on the layout.
-    torch.testing.assert_close(value[-1:], alone_value, rtol=1e-6, atol=0)
-    assert_grad_parity(grad[..., -1:], alone_grad)
+    torch.testing.assert_close(value[-2:], alone_value, rtol=1e-6, atol=0)
+    assert_grad_parity(grad[..., -2:], alone_grad)
 
 
 @pytest.mark.parametrize("name", sorted(BY_LOSS))
@@ -169,3 +170,19 @@ def test_compiled_pack_kernels_match_the_formula_and_never_recompile_for_new_val
         assert torch.isfinite(v).all() and torch.isfinite(g).all()
     assert counters["stats"]["unique_graphs"] == before[0]
     assert getattr(kernel, "_runners", {}).keys() == before[1].keys()
+
+
+@pytest.mark.parametrize("name", sorted(BY_LOSS))
+def test_one_head_per_group_is_each_heads_own_loss(name):
+    """(groups, batch, classes, 1): each group's single head runs its own loss's kernel, with its gradient."""
+    heads = BY_LOSS[name][:2]
+    batches = [make_batch(seed=s) for s in (11, 12)]
+    xs = torch.stack([x for x, _ in batches]).unsqueeze(-1)[: len(heads)]
+    ys = torch.stack([y for _, y in batches])[: len(heads)]
+    value, grad = pack_value_and_grad(create_loss_pack(name, [[p] for p in heads]), xs, ys)
+    assert value.shape == (len(heads), 1)
+    for g, params in enumerate(heads):
+        ref = released(name, **create_loss(name, **params).params)
+        ref_value, ref_grad = value_and_grad(ref, xs[g, ..., 0], ys[g])
+        torch.testing.assert_close(value[g, 0], ref_value, rtol=1e-6, atol=0)
+        assert_grad_parity(grad[g, ..., 0], ref_grad)

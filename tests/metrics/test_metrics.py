@@ -25,8 +25,8 @@ def hand_ap(labels: list[int], scores: list[float]) -> float:
 
 def hand_auc(labels: list[int], scores: list[float]) -> float:
     """Share of (positive, negative) pairs ranked correctly; ties count a half."""
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
     return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
 
 
@@ -155,7 +155,9 @@ def test_ap_f1_and_auc_equal_sklearn_with_ties_and_masks(seed):
     result = compute(y, scores, mask=mask_rows if mask is not None else None)
     for k in range(c):
         keep = mask_rows[:, k]
-        assert result["per_class_ap"][k] == pytest.approx(average_precision_score(y[keep, k], scores[keep, k]), abs=1e-12)
+        assert result["per_class_ap"][k] == pytest.approx(
+            average_precision_score(y[keep, k], scores[keep, k]), abs=1e-12
+        )
     pred = (scores >= 0.5).astype(np.uint8)
     f1 = [f1_score(y[mask_rows[:, k], k], pred[mask_rows[:, k], k], zero_division=0.0) for k in range(c)]
     assert result["mF1"] == pytest.approx(np.mean(f1), abs=1e-12)

@@ -69,7 +69,9 @@ def reference_train(config, dataset, loss_name, params, seed):
         permutation = torch.randperm(n, generator=order)
         xs, ys = x[permutation], y[permutation]
         for start in range(0, n, batch):
-            loss = loss_fn(head(xs[start : start + batch]), ys[start : start + batch]) / xs[start : start + batch].shape[0]
+            loss = (
+                loss_fn(head(xs[start : start + batch]), ys[start : start + batch]) / xs[start : start + batch].shape[0]
+            )
             optimizer.zero_grad()
             loss.backward()
             if train.grad_clip is not None:
@@ -111,11 +113,11 @@ def test_the_result_does_not_depend_on_the_pack_size_and_repeats_bit_for_bit(tin
     assert len(whole) == len(chunked) == 200
     assert {r.status for r in whole} == {"complete"}
     assert len({round(r.value, 6) for r in whole}) > 20  # the design points really differ
-    for a, b in zip(whole, chunked):
+    for a, b in zip(whole, chunked, strict=True):
         assert_same(a, b)
-    for a, b in zip(whole[::9], singles):
+    for a, b in zip(whole[::9], singles, strict=True):
         assert_same(a, b)
-    for a, b in zip(chunked, again):
+    for a, b in zip(chunked, again, strict=True):
         assert a.value == b.value and a.val["per_class_ap"] == b.val["per_class_ap"] and a.test == b.test
     # A trial's time is its share of the pack: positive, and together about the pack's time.
     assert all(r.seconds > 0 for r in whole)
@@ -130,9 +132,15 @@ def test_a_diverging_head_is_recorded_while_the_others_go_on(tiny_config, prepar
     assert diverged.status == "diverged" and diverged.value is None
     assert isinstance(diverged.diverged_step, int) and 0 <= diverged.diverged_step < 9
     assert not math.isfinite(diverged.diverged_value) and "non-finite" in diverged.fail_reason
-    alone = runners.run_trial(dataclasses.replace(config, train=dataclasses.replace(config.train, lr=1e30)), "bce", {}, 0)
-    assert (alone.status, alone.diverged_step, alone.fail_reason) == ("diverged", diverged.diverged_step, diverged.fail_reason)
-    for lr, result in zip(rates[::2], results[::2]):
+    alone = runners.run_trial(
+        dataclasses.replace(config, train=dataclasses.replace(config.train, lr=1e30)), "bce", {}, 0
+    )
+    assert (alone.status, alone.diverged_step, alone.fail_reason) == (
+        "diverged",
+        diverged.diverged_step,
+        diverged.fail_reason,
+    )
+    for lr, result in zip(rates[::2], results[::2], strict=True):
         own = dataclasses.replace(config, train=dataclasses.replace(config.train, lr=lr))
         assert_same(result, runners.run_trial(own, "bce", {}, seed=0))
     assert results[0].value != results[2].value
@@ -142,7 +150,7 @@ def test_per_head_weight_decay_and_learning_rate_match_their_own_runs(tiny_confi
     config = dataclasses.replace(tiny_config, train=TrainConfig(epochs=3, batch_size=64))
     nuisance = [(1e-3, 0.0), (1e-2, 0.1), (3e-3, 1e-4)]
     results = run_pack(config, "asl", [PackTrial({}, seed=2, lr=lr, weight_decay=wd) for lr, wd in nuisance])
-    for (lr, wd), result in zip(nuisance, results):
+    for (lr, wd), result in zip(nuisance, results, strict=True):
         own = dataclasses.replace(config, train=dataclasses.replace(config.train, lr=lr, weight_decay=wd))
         assert_same(result, runners.run_trial(own, "asl", {}, seed=2))
     assert len({r.value for r in results}) == 3
@@ -152,20 +160,22 @@ def test_replicates_are_heads_and_seeds_mode_trials_are_groups(tiny_config, prep
     config = dataclasses.replace(tiny_config, train=TrainConfig(epochs=2, batch_size=64))
     points = ral_points(4, seed=1)
     packed = run_pack(config, "ral", [PackTrial(p, seed=4) for p in points], replicates=3)
-    for p, result in zip(points, packed):
+    for p, result in zip(points, packed, strict=True):
         assert result.seeds == runners.replicate_seeds(4, 3) and len(result.replicate_values) == 3
         assert_same(result, runners.run_trial(config, "ral", p, seed=4, replicates=3))
         # each replicate is the trial trained alone from that seed
-        for seed, value in zip(result.seeds, result.replicate_values):
+        for seed, value in zip(result.seeds, result.replicate_values, strict=True):
             assert abs(runners.run_trial(config, "ral", p, seed=seed).value - value) <= TOL
     # seeds mode: one configuration, a seed per trial
     by_seed = run_pack(config, "ral", [PackTrial({}, seed=s) for s in (0, 1, 2)], replicates=2)
-    for s, result in zip((0, 1, 2), by_seed):
+    for s, result in zip((0, 1, 2), by_seed, strict=True):
         assert_same(result, runners.run_trial(config, "ral", {}, seed=s, replicates=2))
 
 
 def test_an_invalid_trial_fails_alone_and_bad_calls_are_refused(tiny_config, prepared):
-    results = run_pack(tiny_config, "asl", [PackTrial({}, 0), PackTrial({"gamma_neg": -1.0}, 0), PackTrial({}, 0, lr=-1)])
+    results = run_pack(
+        tiny_config, "asl", [PackTrial({}, 0), PackTrial({"gamma_neg": -1.0}, 0), PackTrial({}, 0, lr=-1)]
+    )
     assert [r.status for r in results] == ["complete", "failed", "failed"]
     assert "gamma_neg" in results[1].fail_reason and "lr" in results[2].fail_reason
     with pytest.raises(ValueError, match="unknown loss"):
@@ -182,6 +192,6 @@ def test_per_head_clipping_and_mlp_heads_do_not_depend_on_the_pack(tiny_config, 
     config = dataclasses.replace(tiny_config, train=train)
     trials = [PackTrial(p, seed=6) for p in ral_points(5, seed=2)]
     packed = run_pack(config, "ral", trials)
-    for trial, result in zip(trials, packed):
+    for trial, result in zip(trials, packed, strict=True):
         assert_same(result, run_pack(config, "ral", [trial])[0])
         assert abs(result.value - reference_train(config, prepared.dataset, "ral", trial.loss_params, 6)) <= TOL
