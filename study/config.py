@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from runners.checksum import file_sha256
 from runners.config import DataConfig, TrainConfig, TrialConfig
 
 from .design import SAMPLERS
@@ -147,14 +147,6 @@ def trial_config_from_args(args: argparse.Namespace) -> TrialConfig:
     train = {k[len("train__") :]: v for k, v in given.items() if k.startswith("train__")}
     top = {k: v for k, v in given.items() if "__" not in k}
     return TrialConfig(data=DataConfig(**data), train=TrainConfig(**train), **top)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
