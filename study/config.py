@@ -32,6 +32,9 @@ EXECUTION_ONLY = {
 }
 # Study settings that may change on resume: the budget may grow, retries may be raised or lowered.
 RESUMABLE = {"n_trials", "max_retries", "space_file"}
+# Settings older stores recorded that now live in the stored search space (RAL's polynomial lengths are
+# its alpha_i / beta_i parameters), so a study stored with them resumes unchanged.
+RETIRED = {"n_alpha", "n_beta"}
 
 _HELP: dict[str, str] = {
     "data.name": "data set: synthetic (built-in long-tailed set, no files), csv (manifest + image folder), npz (MedMNIST-style archive)",
@@ -160,8 +163,6 @@ class StudyConfig:
     seed: int = 0
     space_mode: str = "full"
     nuisance: bool = False
-    n_alpha: int = 2
-    n_beta: int = 1
     replicates: int = 1
     max_retries: int = 2
     space_file: str | None = None
@@ -215,10 +216,10 @@ def setting_differences(stored: dict[str, Any], current: dict[str, Any]) -> list
     """``name (stored X, now Y)`` for each result-relevant setting that differs.
 
     ``stored`` and ``current`` hold the study attributes ``config``, ``search_space`` and
-    ``data_fingerprint``; execution-only settings and the budget are ignored.
+    ``data_fingerprint``; execution-only settings, the budget and retired settings are ignored.
     """
     a, b = _flatten(stored), _flatten(current)
-    skip = {f"config.{k}" for k in EXECUTION_ONLY | RESUMABLE}
+    skip = {f"config.{k}" for k in EXECUTION_ONLY | RESUMABLE | RETIRED}
     diffs = []
     for key in sorted(set(a) | set(b)):
         if key in skip:
