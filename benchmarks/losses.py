@@ -35,7 +35,6 @@ from runners.losses import available_losses, create_loss
 from runners.losses._compiled import ENV_VAR
 
 
-
 def benchmarked_losses() -> list[str]:
     """The catalogue's losses that have a released transcription to time against (a plugin may have none)."""
     names = []

@@ -67,7 +67,9 @@ def _plugin_sources(builtin: dict[str, str]) -> dict[str, str]:
         else:
             name, source = entry.rpartition(".")[2], entry
         if not name.isidentifier() or name.startswith("_"):
-            raise ValueError(f"{ENV_VAR}: {entry}: a loss module is named after its loss, an identifier such as 'smooth'")
+            raise ValueError(
+                f"{ENV_VAR}: {entry}: a loss module is named after its loss, an identifier such as 'smooth'"
+            )
         if name in builtin or name in out:
             taken = builtin.get(name) or out[name]
             raise ValueError(f"{ENV_VAR}: {entry} names loss {name!r}, already defined by {taken}; rename the module")

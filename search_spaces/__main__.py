@@ -14,6 +14,7 @@ from . import MODES, SearchSpace, add_option_flags, get_space, loss_names, space
 
 PROG = "python -m search_spaces"
 
+
 def format_space(space: SearchSpace) -> str:
     """A plain-text table of a space, one row per parameter (swept first, then fixed)."""
     header = f"{space.loss} ({space.mode}{', nuisance' if space.nuisance else ''}): {space.dim} swept"

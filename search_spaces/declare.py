@@ -19,10 +19,9 @@ These types are plain data (no torch) so that a loss module can declare its spac
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ._space import ParamSpec
 
@@ -82,12 +81,12 @@ class Option:
     doc: str = ""
 
     def check(self, name: str, value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not self.low <= value <= self.high:
+        if isinstance(value, bool) or not isinstance(value, int) or not self.low <= value <= self.high:
             raise ValueError(f"{name} must be an integer from {self.low} to {self.high}, got {value!r}")
         return int(value)
 
 
-Entry = Union[Range, Series]
+Entry = Range | Series
 
 
 class Space:
@@ -143,4 +142,6 @@ def _default(defaults: Mapping[str, Any], name: str, loss: str) -> float:
         return float(series[i]) if i < len(series) else 0.0
     which = f"the {loss!r} search space" if loss else "a search space"
     also = f" or {stem!r} sequence" if index.isdigit() else ""
-    raise ValueError(f"{which} sweeps {name!r} but the loss class's defaults have no {name!r}{also}; add its default there")
+    raise ValueError(
+        f"{which} sweeps {name!r} but the loss class's defaults have no {name!r}{also}; add its default there"
+    )

@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--loss",
         required=True,
-        help=f"loss to study, or a comma list run one after the other into separate studies; one of {', '.join(loss_names())}",
+        help="loss to study, or a comma list run one after the other into separate studies; "
+        f"one of {', '.join(loss_names())}",
     )
     study.add_argument(
         "--trials",

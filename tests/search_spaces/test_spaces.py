@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import search_spaces
 from search_spaces import MATCHED_PARAMS, MODES, ParamSpec, SearchSpace, get_space, loss_names
 
 LOSSES = loss_names()
@@ -304,10 +303,10 @@ def test_search_spaces_and_stored_spaces_do_not_import_torch():
 
     # Importing the package, listing the losses and using a stored space (what analysis and reports
     # do) need no torch; get_space imports the loss's module, where its defaults live.
+    stored = get_space("ral").to_dict()
     code = (
         "import sys, search_spaces; names = search_spaces.loss_names(); "
-        "search_spaces.SearchSpace.from_dict(%r).grid(10); print('torch' in sys.modules, len(names))"
-        % get_space("ral").to_dict()
+        f"search_spaces.SearchSpace.from_dict({stored!r}).grid(10); print('torch' in sys.modules, len(names))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "5"]
