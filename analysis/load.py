@@ -220,7 +220,8 @@ def read_studies(
         unknown = [s for s in studies if s not in frozen]
         if unknown:
             raise ValueError(
-                f"no study named {', '.join(map(repr, unknown))} in {shown}; studies present: {', '.join(sorted(frozen))}"
+                f"no study named {', '.join(map(repr, unknown))} in {shown}; studies present: "
+                f"{', '.join(sorted(frozen))}"
             )
         names = list(dict.fromkeys(studies))
     else:

@@ -12,6 +12,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -52,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             url = _store(Path(tmp), n)
             bulk, api, runs = [], [], []
             for _ in range(args.repeats):  # interleaved, so both loaders see the same machine load
-                bulk.append(_seconds(lambda: read_studies(url)))
-                api.append(_seconds(lambda: read_studies(url, bulk=False)))
+                bulk.append(_seconds(partial(read_studies, url)))
+                api.append(_seconds(partial(read_studies, url, bulk=False)))
                 runs.append(analyse(url, n_boot=args.n_boot).timings)
             timing = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             rows.append((n, statistics.median(bulk), statistics.median(api), timing))

@@ -2,14 +2,14 @@
 
 Run: ``python -m benchmarks.losses [--sizes 4096x1000 256x26] [--seconds 4] [--threads N] [--devices cpu cuda]``.
 
-For each device (CPU, and CUDA where ``torch.cuda.is_available()``) and each batch x classes size,
-every candidate (BCE, then each loss of ``runners.losses`` and its transcription in
-``benchmarks.reference_losses``) runs a block of consecutive forward + backward calls (~1 ms of BCE) per round, the blocks interleaved
-in a random order each round so that machine noise hits every candidate alike; the table reports the
-median over rounds as a ratio to BCE's median from the same rounds. Logits are N(-1, 2) (a classifier past its first epochs:
-most negatives already below 0) and targets long-tailed (positive rate 0.3 for the head class down
-to 0.3/142 for the tail), the shape of CXR-LT. Timed on shared machines the ratios are noisy: rerun
-on a quiet one for numbers to quote.
+For each device (CPU, and CUDA where ``torch.cuda.is_available()``) and each batch x classes size, every
+candidate (BCE, then each loss of ``runners.losses`` and its transcription in ``benchmarks.reference_losses``)
+runs a block of consecutive forward + backward calls (~1 ms of BCE) per round, the blocks interleaved in a
+random order each round so that machine noise hits every candidate alike; the table reports the median over
+rounds as a ratio to BCE's median from the same rounds. Logits are N(-1, 2) (a classifier past its first
+epochs: most negatives already below 0) and targets long-tailed (positive rate 0.3 for the head class down to
+0.3/142 for the tail), the shape of CXR-LT. Timed on shared machines the ratios are noisy: rerun on a quiet
+one for numbers to quote.
 
 "ours" runs as ``LOSSWEEP_COMPILE`` says (default ``auto``: the fused, compiled kernels on CPU for
 inputs of at least 32768 elements; see ``runners.losses._compiled``). For the losses that have a

@@ -1,7 +1,8 @@
 """What one trial costs, and which default backbone to use: data, embeddings, linear-probe trials, finetune.
 
-Run: ``python -m benchmarks.trial [--num-images 6000] [--image-size 64] [--imbalance-ratio 142] [--backbones mobilenetv3_small_100 resnet18 ...]
-[--trials 5] [--threads 1] [--device cpu]``. Defaults are the built-in data set and trial settings;
+Run: ``python -m benchmarks.trial [--num-images 6000] [--image-size 64] [--imbalance-ratio 142]
+[--backbones mobilenetv3_small_100 resnet18 ...] [--trials 5] [--threads 1] [--device cpu]``.
+Defaults are the built-in data set and trial settings;
 the whole run takes a few minutes on 2 CPU cores. Prints four tables:
 
 1. data set generation seconds (cold: an empty cache; cached: read back from disk);
@@ -136,12 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'synthetic':<24} {cold:>8.2f} {cached:>9.2f}\n")
 
         print(
-            f"{'backbone':<24} {'dim':>5} {'embed cold s':>13} {'cached s':>9} {'img/s':>8} {'BCE val mAP':>12} {'sd':>6}"
+            f"{'backbone':<24} {'dim':>5} {'embed cold s':>13} {'cached s':>9} {'img/s':>8} "
+            f"{'BCE val mAP':>12} {'sd':>6}"
         )
         for name in args.backbones:
             row = backbone_row(dataclasses.replace(base, backbone=name), args.seeds)
             print(
-                f"{row['backbone']:<24} {row['dim']:>5} {row['cold']:>13.2f} {row['cached']:>9.2f} {row['img/s']:>8.0f} {row['mAP']:>12.4f} {row['sd']:>6.4f}"
+                f"{row['backbone']:<24} {row['dim']:>5} {row['cold']:>13.2f} {row['cached']:>9.2f} "
+                f"{row['img/s']:>8.0f} {row['mAP']:>12.4f} {row['sd']:>6.4f}"
             )
         print()
 

@@ -34,7 +34,10 @@ EXECUTION_ONLY = {
 RESUMABLE = {"n_trials", "max_retries", "space_file"}
 
 _HELP: dict[str, str] = {
-    "data.name": "data set: synthetic (built-in long-tailed set, no files), csv (manifest + image folder), npz (MedMNIST-style archive)",
+    "data.name": (
+        "data set: synthetic (built-in long-tailed set, no files), csv (manifest + image folder), npz "
+        "(MedMNIST-style archive)"
+    ),
     "data.path": "the CSV manifest or the .npz file",
     "data.image_root": "folder the CSV's path column is relative to (default: the CSV's folder)",
     "data.image_size": "side of the square images fed to the backbone",

@@ -51,7 +51,10 @@ class ReadOnlyMiddleware:
             return self.app(environ, start_response)
         body = json.dumps(
             {
-                "reason": f"this lossweep dashboard is read-only: {method} is refused; restart it with --allow-writes to change studies"
+                "reason": (
+                    f"this lossweep dashboard is read-only: {method} is refused; restart it with --allow-writes to "
+                    "change studies"
+                )
             }
         ).encode()
         start_response(
@@ -130,7 +133,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-writes",
         action="store_true",
-        help="let the dashboard change the store (delete studies, edit trials, migrate the schema); it has no authentication",
+        help=(
+            "let the dashboard change the store (delete studies, edit trials, migrate the schema); it has no "
+            "authentication"
+        ),
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="do not log each request")
     return parser

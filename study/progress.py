@@ -67,7 +67,8 @@ class Progress:
         status = event["status"]
         outcome = f"mAP {event['value']:.4f}" if status == "complete" else f"{status}: {event.get('fail_reason')}"
         self.log(
-            f"trial {event['number']:>4} (design {event['design_index']}) {format_params(event['params'])}  {outcome}  {event['seconds']:.1f}s"
+            f"trial {event['number']:>4} (design {event['design_index']}) {format_params(event['params'])}  "
+            f"{outcome}  {event['seconds']:.1f}s"
         )
         if status == "complete" and event["value"] is not None and (self.best is None or event["value"] > self.best):
             self.best = float(event["value"])

@@ -293,5 +293,5 @@ def main(spec: WorkerSpec, events: Any, stop: Any) -> None:
                 "traceback": traceback.format_exc(),
             }
         )
-        raise SystemExit(1)
+        raise SystemExit(1) from exc
     events.put({"event": "exit", "slot": spec.slot, "interrupted": bool(worker and worker._interrupted)})

@@ -43,7 +43,8 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
         missing = [key for key in REQUIRED_KEYS if key not in archive.files]
         if missing:
             raise ValueError(
-                f"{path}: array(s) {missing} not found; the file has {sorted(archive.files)} and needs {list(REQUIRED_KEYS)}"
+                f"{path}: array(s) {missing} not found; the file has {sorted(archive.files)} and needs "
+                f"{list(REQUIRED_KEYS)}"
             )
         wanted = [*REQUIRED_KEYS, *(["class_names"] if "class_names" in archive.files else [])]
         try:

@@ -279,7 +279,8 @@ def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def load_synthetic(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset:
-    """The synthetic data set, generated once per configuration and cached as ``cache_dir/synthetic/<fingerprint>.npz``."""
+    """The synthetic data set, generated once per configuration and cached as
+    ``cache_dir/synthetic/<fingerprint>.npz``."""
     digest = synthetic_fingerprint(cfg)
     path = _cache_path(cache_dir, digest)
     arrays = None

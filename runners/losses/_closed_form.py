@@ -87,7 +87,9 @@ def _below_autograd():
 
 
 def evaluate(kernel: ChunkKernel, x: Tensor, y: Tensor, mask: Tensor | None, want_grad: bool, per_element: bool):
-    """Run ``kernel`` over ``x`` chunk by chunk: (masked sum or flat per-element losses, gradient shaped like x or None).
+    """Run ``kernel`` over ``x`` chunk by chunk.
+
+    Returns (masked sum or flat per-element losses, gradient shaped like x or None).
 
     ``y`` and ``mask`` have x's shape and dtype; all three are flattened here.
     """

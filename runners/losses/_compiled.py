@@ -66,7 +66,8 @@ def compile_mode() -> str:
     mode = _MODES.get(raw.strip().lower())
     if mode is None:
         raise ValueError(
-            f"environment variable {ENV_VAR}={raw!r} is not understood; set it to 0 (eager kernels), 1 (fused everywhere), "
+            f"environment variable {ENV_VAR}={raw!r} is not understood; set it to 0 (eager kernels), 1 (fused "
+            "everywhere), "
             "or auto (compiled kernels on CPU)"
         )
     return mode

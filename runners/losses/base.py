@@ -4,7 +4,8 @@ A loss subclass declares ``defaults`` (every hyperparameter with the released co
 checks its own values in ``check_params`` and computes in ``_kernel`` (see ``_closed_form``). Inputs
 are validated here once, so that every loss accepts the same call:
 ``loss(logits, targets, mask=None)`` with float logits of any shape, 0/1 targets of the same shape
-(soft targets blend the positive and negative terms linearly) and an optional mask broadcastable to it (0 = the element contributes nothing; float masks weight).
+(soft targets blend the positive and negative terms linearly) and an optional mask broadcastable to it
+(0 = the element contributes nothing; float masks weight).
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ class MultiLabelLoss(nn.Module):
         return loss
 
     def _prepare(self, logits: Tensor, targets: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Float logits (float64 stays float64, others compute in float32), targets and mask in the same dtype and shape."""
+        """Float logits (float64 stays float64, others compute in float32), targets and mask in the same
+        dtype and shape."""
         if not isinstance(logits, Tensor) or not logits.is_floating_point():
             raise ValueError(f"{self._label()}: logits must be a floating-point tensor, got {_describe(logits)}")
         if not isinstance(targets, Tensor):
@@ -155,7 +157,8 @@ class MultiLabelLoss(nn.Module):
             )
         if targets.device != logits.device:
             raise ValueError(
-                f"{self._label()}: targets are on {targets.device} but logits on {logits.device}; move them to one device"
+                f"{self._label()}: targets are on {targets.device} but logits on {logits.device}; move them to "
+                "one device"
             )
         x = logits
         if x.dtype not in (torch.float32, torch.float64):
@@ -171,7 +174,8 @@ class MultiLabelLoss(nn.Module):
                 torch.broadcast_shapes(mask.shape, logits.shape)
             except RuntimeError:
                 raise ValueError(
-                    f"{self._label()}: mask shape {tuple(mask.shape)} does not broadcast to logits shape {tuple(logits.shape)}"
+                    f"{self._label()}: mask shape {tuple(mask.shape)} does not broadcast to logits shape "
+                    f"{tuple(logits.shape)}"
                 ) from None
             m = mask.to(device=x.device, dtype=x.dtype).expand(logits.shape)
         return x, y, m

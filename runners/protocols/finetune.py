@@ -125,7 +125,10 @@ def _logits(
 def images_per_second(
     config: TrialConfig, dataset: Any, loss_fn: nn.Module, device: torch.device, steps: int = 5
 ) -> float:
-    """Training throughput of this protocol (for ``benchmarks.trial``): images per second over ``steps`` steps after one warm-up."""
+    """Training throughput of this protocol (for ``benchmarks.trial``).
+
+    Images per second over ``steps`` steps after one warm-up.
+    """
     import time
 
     from ..data import ImageTransform, make_loader
