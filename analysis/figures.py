@@ -17,8 +17,9 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import matplotlib
 import matplotlib.ticker
+from matplotlib.artist import Artist
 
-if os.environ.get("MPLBACKEND") is None and matplotlib.rcParams._get_backend_or_none() is None:
+if os.environ.get("MPLBACKEND") is None and matplotlib.rcParams._get_backend_or_none() is None:  # type: ignore[attr-defined]  # private, no public query
     # Figures are only ever saved to files; a GUI backend would need a display.
     matplotlib.use("Agg")
 
@@ -284,7 +285,7 @@ def marginals(
         for ax in axes[len(params) :]:
             ax.set_visible(False)
         axes[0].set_ylabel("mean validation mAP")
-        legend = {}
+        legend: dict[str, Artist] = {}
         for ax in axes:
             for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
                 legend.setdefault(label, handle)

@@ -209,7 +209,7 @@ def param_importances(
         if len(boot) < 2:
             nan = np.full(len(names), np.nan)
             return nan, nan
-        return tuple(np.quantile(np.array(boot), [0.025, 0.975], axis=0))  # type: ignore[return-value]
+        return tuple(np.quantile(np.array(boot), [0.025, 0.975], axis=0))
 
     f_low, f_high = interval(fanova_boot)
     p_low, p_high = interval(ped_boot)

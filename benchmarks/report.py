@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import FloatDistribution
+from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from analysis.testing import bulk_add_trials, trial_user_attrs
@@ -119,7 +119,7 @@ def make_trials(
     """
     space = space if space is not None else space_dict(loss)
     rng = np.random.default_rng(seed)
-    dists = {p["name"]: FloatDistribution(p["low"], p["high"], log=p["log"]) for p in space["params"]}
+    dists: dict[str, BaseDistribution] = {p["name"]: FloatDistribution(p["low"], p["high"], log=p["log"]) for p in space["params"]}
     n_failed = failed if failed is not None else n_trials // 50
     n_diverged = diverged if diverged is not None else n_trials // 25
     kinds = ["failed"] * n_failed + ["diverged"] * n_diverged
@@ -130,7 +130,7 @@ def make_trials(
         params = {name: float(rng.uniform(d.low, d.high)) for name, d in dists.items()}
         if kind == "diverged" and "gamma_neg" in params:
             params["gamma_neg"] = float(rng.uniform(0.0, 1.0))
-        common = {"seconds": float(rng.gamma(4.0, 2.0)), "seeds": [seed + index]}
+        common: dict[str, Any] = {"seconds": float(rng.gamma(4.0, 2.0)), "seeds": [seed + index]}
         if kind == "complete":
             value = (
                 _mAP(loss, params, rng)

@@ -341,7 +341,8 @@ def fail_reasons(trials: pd.DataFrame, limit: int = 12) -> list[list[str]]:
         .sort_values(["study", "count"], ascending=[True, False])
     )
     counts = counts.groupby("study", sort=False).head(limit)
-    return [[r.study, r.status, r.reason, f"{r.count:,}"] for r in counts.itertuples(index=False)]
+    # str(): the columns hold strings already (see above); pandas types itertuples fields as any scalar.
+    return [[str(r.study), str(r.status), str(r.reason), f"{r.count:,}"] for r in counts.itertuples(index=False)]
 
 
 # -- class tiers ----------------------------------------------------------------------------------

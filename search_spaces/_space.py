@@ -154,20 +154,20 @@ class SearchSpace:
         return {p.name: p.default for p in self.params}
 
     # -- designs -----------------------------------------------------------------------------
-    def from_unit(self, u: Sequence[float]) -> dict[str, float]:
+    def from_unit(self, u: Sequence[float] | np.ndarray) -> dict[str, float]:
         """Map a point of the unit cube [0, 1]^d (e.g. a scrambled Sobol point) to parameter values.
 
         Coordinate i goes to ``params[i]``: linearly, or geometrically on log-scale parameters, so a
         uniform design on the cube is uniform in the parameter's sampling scale.
         """
-        u = np.asarray(u, dtype=float).reshape(-1)
-        if u.shape[0] != self.dim:
+        point = np.asarray(u, dtype=float).reshape(-1)
+        if point.shape[0] != self.dim:
             raise ValueError(
-                f"a point of the {self.loss!r} space needs {self.dim} coordinates {self.names}, got {u.shape[0]}"
+                f"a point of the {self.loss!r} space needs {self.dim} coordinates {self.names}, got {point.shape[0]}"
             )
-        if not np.all((u >= 0.0) & (u <= 1.0)):
-            raise ValueError(f"unit-cube coordinates must lie in [0, 1], got {u.tolist()}")
-        return {p.name: p.from_unit(float(x)) for p, x in zip(self.params, u, strict=True)}
+        if not np.all((point >= 0.0) & (point <= 1.0)):
+            raise ValueError(f"unit-cube coordinates must lie in [0, 1], got {point.tolist()}")
+        return {p.name: p.from_unit(float(x)) for p, x in zip(self.params, point, strict=True)}
 
     def grid_axes(self, n_points: int) -> dict[str, list[float]]:
         """Per-parameter grid values, the form ``optuna.samplers.GridSampler`` takes.

@@ -36,6 +36,7 @@ class MultiLabelLoss(nn.Module):
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {"reduction": "sum"}
+    reduction: str  # set from ``defaults`` by ``__init__``, like every subclass's hyperparameters
     # Optional fused (torch.compile) kernel for the summed loss; see ``_compiled``. Losses without one
     # always use their eager ``_chunk``.
     fused_kernel: ClassVar[FusedKernel | None] = None
