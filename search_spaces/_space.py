@@ -145,7 +145,7 @@ class SearchSpace:
                 return p
         raise KeyError(name)
 
-    def distributions(self) -> dict[str, optuna.distributions.FloatDistribution]:
+    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
         """Optuna distributions of the swept parameters (for ``trial.suggest_float`` / ``study.ask``)."""
         return {p.name: p.distribution() for p in self.params}
 
