@@ -261,9 +261,7 @@ def replicate_residuals(replicates: Sequence[Values]) -> np.ndarray:
     return residuals * math.sqrt((m - 1) / (m - g))
 
 
-def hp_to_seed_ratio(
-    hp_values: Values, seed_values: Values, *, n_boot: int = 2000, seed: int = 0
-) -> Estimate:
+def hp_to_seed_ratio(hp_values: Values, seed_values: Values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
     """std(hyperparameter trials) / std(seed noise) with a two-sample bootstrap CI.
 
     Near 1: the hyperparameters move mAP no more than re-running the same configuration does.

@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{'N':>6} | {'load bulk':>9} | {'get_all_trials':>14} | {'ratio':>6} | "
         + " | ".join(f"{s:>13}" for s in steps)
     )
-    for n, bulk, api, timing in rows:
+    for n, bulk_s, api_s, timing in rows:
         print(
-            f"{n:>6} | {bulk:>9.2f} | {api:>14.2f} | {api / bulk:>5.1f}x | "
+            f"{n:>6} | {bulk_s:>9.2f} | {api_s:>14.2f} | {api_s / bulk_s:>5.1f}x | "
             + " | ".join(f"{timing[s]:>13.2f}" for s in steps)
         )
     return 0

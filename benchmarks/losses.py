@@ -26,6 +26,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -33,6 +34,7 @@ from torch import nn
 from benchmarks.reference_losses import released
 from runners.losses import available_losses, create_loss
 from runners.losses._compiled import ENV_VAR
+from runners.losses.base import MultiLabelLoss
 
 LOSS_ORDER = ("bce", "focal", "asl", "hill", "ral")
 
@@ -89,7 +91,7 @@ def measure(
     x, y = make_inputs(rows, classes, device)
     candidates: dict[str, nn.Module] = {"BCEWithLogitsLoss": nn.BCEWithLogitsLoss(reduction="sum")}
     for name in [n for n in LOSS_ORDER if n in available_losses()]:
-        ours = create_loss(name)
+        ours = cast(MultiLabelLoss, create_loss(name))  # every registered loss is one
         candidates[f"{name}/ours"] = ours
         candidates[f"{name}/released"] = released(name, **ours.params)
         if getattr(ours, "fused_kernel", None) is not None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
 from analysis.testing import bulk_add_trials, trial_user_attrs
@@ -119,7 +119,7 @@ def make_trials(
     """
     space = space if space is not None else space_dict(loss)
     rng = np.random.default_rng(seed)
-    dists: dict[str, BaseDistribution] = {p["name"]: FloatDistribution(p["low"], p["high"], log=p["log"]) for p in space["params"]}
+    dists = {p["name"]: FloatDistribution(p["low"], p["high"], log=p["log"]) for p in space["params"]}
     n_failed = failed if failed is not None else n_trials // 50
     n_diverged = diverged if diverged is not None else n_trials // 25
     kinds = ["failed"] * n_failed + ["diverged"] * n_diverged
@@ -147,7 +147,7 @@ def make_trials(
             )
             trials.append(
                 optuna.trial.create_trial(
-                    params=params, distributions=dists, value=value, user_attrs=attrs, state=TrialState.COMPLETE
+                    params=params, distributions={**dists}, value=value, user_attrs=attrs, state=TrialState.COMPLETE
                 )
             )
             continue
@@ -165,7 +165,7 @@ def make_trials(
                 index, kind, **common, fail_reason=str(fail_reasons[int(rng.integers(len(fail_reasons)))])
             )
         trials.append(
-            optuna.trial.create_trial(params=params, distributions=dists, user_attrs=attrs, state=TrialState.FAIL)
+            optuna.trial.create_trial(params=params, distributions={**dists}, user_attrs=attrs, state=TrialState.FAIL)
         )
     return trials
 

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             study = optuna.load_study(study_name=optuna.get_all_study_names(url)[0], storage=url)
             trials = study.get_trials(deepcopy=False)
             trial_seconds = sum(float(t.user_attrs.get("seconds") or 0.0) for t in trials)
-            starts = sorted(t.datetime_start for t in trials)
+            starts = sorted(t.datetime_start for t in trials if t.datetime_start)
             ends = sorted(t.datetime_complete for t in trials if t.datetime_complete)
             busy_span = (ends[-1] - starts[0]).total_seconds()
             rows.append((workers, len(trials), wall, busy_span, trial_seconds))

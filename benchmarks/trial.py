@@ -24,6 +24,7 @@ import dataclasses
 import statistics
 import tempfile
 import time
+from typing import cast
 
 import torch
 
@@ -54,14 +55,15 @@ def data_times(config: TrialConfig) -> tuple[float, float]:
     return cold, time.perf_counter() - started
 
 
-def backbone_row(config: TrialConfig, seeds: int) -> dict[str, float | int | str]:
+def backbone_row(config: TrialConfig, seeds: int) -> dict[str, float | int | str | None]:
     """Embedding seconds cold/cached and BCE linear-probe val mAP of ``config.backbone``."""
     _clear_process_caches()
     cold = runners.prepare(config, progress=False).embed_seconds
     _clear_process_caches()
     cached = runners.prepare(config, progress=False)
     images = sum(len(s) for s in cached.dataset.splits.values())
-    values = [runners.run_trial(config, "bce", {}, seed).value for seed in range(seeds)]
+    # cast: a BCE trial at the defaults completes with a value (statistics raise on None otherwise).
+    values = [cast(float, runners.run_trial(config, "bce", {}, seed).value) for seed in range(seeds)]
     return {
         "backbone": config.backbone,
         "dim": cached.feature_dim,
@@ -77,7 +79,7 @@ def trial_seconds(config: TrialConfig, loss: str, trials: int) -> tuple[float, f
     """(median seconds, mean val mAP) of ``trials`` warm linear-probe trials of the loss's defaults."""
     runners.run_trial(config, loss, {}, 0)  # warm: embeddings in memory, allocator and kernels ready
     results = [runners.run_trial(config, loss, {}, seed) for seed in range(1, trials + 1)]
-    return statistics.median(r.seconds for r in results), statistics.fmean(r.value for r in results)
+    return statistics.median(r.seconds for r in results), statistics.fmean(cast(float, r.value) for r in results)
 
 
 def finetune_rate(config: TrialConfig, device: str) -> float:

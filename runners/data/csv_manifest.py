@@ -282,7 +282,7 @@ def load_csv(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset
     Raises:
         ValueError: naming the file, row and column of the first problem found.
     """
-    source = Path(cfg.path)  # DataConfig guarantees a path for the csv data set
+    source = Path(cfg.path)  # type: ignore[arg-type]  # DataConfig guarantees a path for the csv data set
     frame = _read_manifest(source)
     _require_column(frame, cfg.path_column, source, "image path")
     columns = _label_columns(frame, cfg, source)

@@ -159,5 +159,5 @@ class PackagedKernel:
             f"{torch.__version__} {platform.machine()} {torch.backends.cpu.get_cpu_capability()}".encode()
         )
         for module_file in {inspect.getsourcefile(self.function), _compiled.__file__}:
-            digest.update(Path(module_file).read_bytes())
+            digest.update(Path(module_file).read_bytes())  # type: ignore[arg-type]  # both are source files
         return digest.hexdigest()[:16]

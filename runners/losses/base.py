@@ -105,7 +105,9 @@ class MultiLabelLoss(nn.Module):
         """
         # Detached: inputs that require grad would be a second compiled variant, with a slower call.
         flat_mask = None if m is None else m.detach().reshape(-1)
-        result = self.fused_kernel(x.detach().reshape(-1), y.detach().reshape(-1), flat_mask, *self._fused_inputs(x))
+        result = self.fused_kernel(  # type: ignore[misc]  # only chosen for a class with one
+            x.detach().reshape(-1), y.detach().reshape(-1), flat_mask, *self._fused_inputs(x)
+        )
         if result is None:
             return self._eager(x, y, m, want_grad)
         total, grad = result
@@ -118,7 +120,7 @@ class MultiLabelLoss(nn.Module):
         library was compiled for dense 1-D inputs.
         """
         flat_mask = None if m is None else m.detach().reshape(-1).contiguous()
-        result = self.packaged_kernel(
+        result = self.packaged_kernel(  # type: ignore[misc]  # only chosen for a class with one
             x.detach().reshape(-1).contiguous(), y.detach().reshape(-1).contiguous(), flat_mask, *self._fused_inputs(x)
         )
         if result is None:
