@@ -157,7 +157,13 @@ def _std_ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def std_ratio(a: Values, b: Values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
-    """std(b) / std(a) with a two-sample bootstrap CI (each study resampled on its own)."""
+    """std(b) / std(a) with a two-sample bootstrap CI (each study resampled on its own).
+
+    A ratio above 1 says ``b`` is the more sensitive to its hyperparameters; ``n_boot=0`` skips the interval:
+
+    >>> std_ratio([0.1, 0.2, 0.3], [0.2, 0.4, 0.6], n_boot=0)
+    Estimate(value=2.0, low=nan, high=nan)
+    """
     x, y = _clean(a), _clean(b)
     if x.size < 2 or y.size < 2:
         return Estimate(math.nan)
@@ -219,6 +225,12 @@ def prob_superiority(a: Values, b: Values) -> Estimate:
     The interval is DeLong's (normal approximation on the structural components, computed from
     ranks in O(n log n)); hand-written because no installed library exposes it, and a bootstrap of a
     rank statistic at 5,000 x 5,000 trials would cost seconds per comparison.
+
+    Eight of the nine (a, b) pairs below have b ahead:
+
+    >>> est = prob_superiority([0.1, 0.2, 0.3], [0.25, 0.35, 0.45])
+    >>> round(est.value, 3), est.has_ci
+    (0.889, True)
     """
     x, y = _clean(a), _clean(b)
     m, n = x.size, y.size
