@@ -195,8 +195,8 @@ def open_storage(
             try:
                 if read_only and not _has_optuna_tables(engine):
                     raise UsageError(
-                        f"no lossweep store at {shown}: the database holds no Optuna study tables; run `python "
-                        "-m study.run` first"
+                        f"no lossweep store at {shown}: the database holds no Optuna study tables; "
+                        "run `python -m study.run` first"
                     )
                 if not read_only and not _is_memory(parsed):
                     _enable_wal(engine)
