@@ -99,7 +99,8 @@ def get_space(
         raise ValueError(f"unknown search-space mode {mode!r}; choose one of {', '.join(MODES)}")
     if mode == "seeds" and nuisance:
         raise ValueError(
-            "the 'seeds' mode holds every hyperparameter at its default to measure seed noise; drop nuisance (--nuisance)"
+            "the 'seeds' mode holds every hyperparameter at its default to measure seed noise; drop nuisance "
+            "(--nuisance)"
         )
     from runners.catalogue import space_specs  # the loss's module: its class holds the defaults
 

@@ -37,7 +37,10 @@ RESUMABLE = {"n_trials", "max_retries", "space_file"}
 RETIRED = {"n_alpha", "n_beta"}
 
 _HELP: dict[str, str] = {
-    "data.name": "data set: synthetic (built-in long-tailed set, no files), csv (manifest + image folder), npz (MedMNIST-style archive)",
+    "data.name": (
+        "data set: synthetic (built-in long-tailed set, no files), csv (manifest + image folder), npz "
+        "(MedMNIST-style archive)"
+    ),
     "data.path": "the CSV manifest or the .npz file",
     "data.image_root": "folder the CSV's path column is relative to (default: the CSV's folder)",
     "data.image_size": "side of the square images fed to the backbone",
@@ -117,7 +120,7 @@ def trial_fields() -> list[tuple[str, dataclasses.Field, Any]]:
 
 
 def _default_of(f: dataclasses.Field) -> Any:
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[operator]  # every config field has a default or a factory
 
 
 def add_trial_arguments(parser: argparse.ArgumentParser) -> None:

@@ -49,7 +49,7 @@ def register_loss(name: str, *, space: Space | None = None) -> Callable[[T], T]:
         if space is not None:
             space.specs(defaults, loss=name)  # every swept parameter has a default, inside its range
         _LOSSES[name] = cls
-        cls.name = name  # type: ignore[attr-defined]
+        cls.name = name  # type: ignore[attr-defined]  # a MultiLabelLoss class (checked above: a Module)
         cls.space = space  # type: ignore[attr-defined]
         return cls
 
