@@ -31,11 +31,20 @@ def format_space(space: SearchSpace) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def _error(exc: ValueError) -> int:
+    print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Print the search space of a loss (all losses when none is named)."
     )
-    parser.add_argument("loss", nargs="?", choices=loss_names(), help="loss to show (default: every loss)")
+    try:
+        names = loss_names()
+    except ValueError as exc:  # e.g. a LOSSWEEP_LOSS_MODULES entry that does not exist
+        return _error(exc)
+    parser.add_argument("loss", nargs="?", choices=names, help="loss to show (default: every loss)")
     parser.add_argument("--mode", choices=MODES, default="full")
     parser.add_argument("--nuisance", action="store_true", help="also sweep lr and weight_decay")
     add_option_flags(parser)
@@ -49,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spaces = []
         options = dict(args.space_options or ())
-        for loss in [args.loss] if args.loss else loss_names():
+        for loss in [args.loss] if args.loss else names:
             if not args.loss:  # every loss: each takes the options its space declares
                 declared = space_options(loss)
                 mine = {k: v for k, v in options.items() if k in declared}
@@ -57,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 mine = options
             spaces.append(get_space(loss, args.mode, nuisance=args.nuisance, options=mine, overrides=args.space))
     except ValueError as exc:
-        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return _error(exc)
     if args.json:
         print(json.dumps([s.to_dict() for s in spaces] if len(spaces) > 1 else spaces[0].to_dict(), indent=2))
     else:
