@@ -18,6 +18,7 @@ These types are plain data (no torch) so that a loss module can declare its spac
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,26 +50,19 @@ class Range:
 
 @dataclass(frozen=True)
 class Series:
-    """Parameters ``<stem>_1 .. <stem>_n`` sharing one range, n set by the option ``count``.
+    """Parameters ``<stem>_1 .. <stem>_n`` sharing one range, n set by the space's option ``count``.
 
-    ``doc`` may contain ``{i}``, replaced by the parameter's index. Their defaults are the loss
-    class's ``defaults[stem]`` sequence, 0 beyond its end (which, for polynomial coefficients, leaves
-    the loss unchanged); a shorter series truncates it.
+    ``like`` is the range of each, named by the stem; its ``doc`` may contain ``{i}``, replaced by the
+    parameter's index. Their defaults are the loss class's ``defaults[stem]`` sequence, 0 beyond its
+    end (which, for polynomial coefficients, leaves the loss unchanged); a shorter series truncates it.
     """
 
-    stem: str
+    like: Range
     count: str
-    low: float
-    high: float
-    log: bool = False
-    doc: str = ""
-    limits: tuple[float, float] = (-INF, INF)
 
     def ranges(self, n: int) -> tuple[Range, ...]:
-        return tuple(
-            Range(f"{self.stem}_{i}", self.low, self.high, self.log, self.doc.format(i=i), self.limits)
-            for i in range(1, n + 1)
-        )
+        stem, doc = self.like.name, self.like.doc
+        return tuple(dataclasses.replace(self.like, name=f"{stem}_{i}", doc=doc.format(i=i)) for i in range(1, n + 1))
 
 
 @dataclass(frozen=True)
@@ -103,7 +97,9 @@ class Space:
             if not isinstance(entry, (Range, Series)):
                 raise TypeError(f"a Space holds Range and Series entries, got {entry!r}")
             if isinstance(entry, Series) and entry.count not in self.options:
-                raise ValueError(f"series {entry.stem!r} is sized by option {entry.count!r}, which the space lacks")
+                raise ValueError(
+                    f"series {entry.like.name!r} is sized by option {entry.count!r}, which the space lacks"
+                )
 
     def resolve_options(self, given: Mapping[str, object] | None = None, loss: str = "") -> dict[str, int]:
         """Every option's value: ``given`` where set (checked), the declared default otherwise."""

@@ -60,9 +60,8 @@ LAM = Range(
 
 def polynomial(stem: str, count: str, what: str) -> Series:
     """RAL-style polynomial coefficients ``<stem>_1..<stem>_n`` of ``what`` (``{i}``: the power)."""
-    return Series(
+    coefficient = Range(
         stem,
-        count,
         -2.0,
         2.0,
         # Covers the released coefficients (1.0, -1.25, 0.0) with room on both sides, and PolyLoss's
@@ -71,6 +70,7 @@ def polynomial(stem: str, count: str, what: str) -> Series:
         doc=f"RAL polynomial coefficient of {what}",
         limits=(-5.0, 5.0),
     )
+    return Series(coefficient, count)
 
 
 NUISANCE = (
