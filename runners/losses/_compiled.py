@@ -66,7 +66,8 @@ def compile_mode() -> str:
     mode = _MODES.get(raw.strip().lower())
     if mode is None:
         raise ValueError(
-            f"environment variable {ENV_VAR}={raw!r} is not understood; set it to 0 (eager kernels), 1 (fused everywhere), "
+            f"environment variable {ENV_VAR}={raw!r} is not understood; set it to 0 (eager kernels), 1 (fused "
+            "everywhere), "
             "or auto (compiled kernels on CPU)"
         )
     return mode
@@ -78,7 +79,7 @@ def wanted_on(device: torch.device, numel: int) -> bool:
 
 
 def pack_kernel_choice(device: torch.device) -> str:
-    """The kernel a pack (``runners.losses.pack``) uses: ``"fused"``, ``"packaged"`` or ``"eager"``.
+    """The kernel a pack (``runners.losses._pack``) uses: ``"fused"``, ``"packaged"`` or ``"eager"``.
 
     Unlike a single loss, a pack's choice does not depend on its size, so that a head computes with the
     same library whatever the number of heads beside it (see ``runners.protocols.pack``). On CPU the
@@ -141,7 +142,7 @@ class FusedKernel:
         return self._compiled
 
     def __call__(self, *args: Tensor | None) -> tuple[Tensor, Tensor] | None:
-        device_type = args[0].device.type
+        device_type = args[0].device.type  # type: ignore[union-attr]  # args[0], the logits, is a tensor
         if device_type in self.failed:
             return None
         try:
@@ -272,7 +273,7 @@ def asymmetric(
     w = power_from_log(log_pt, g_neg)
     a, a_q = log_qf, 1 / q_floor  # A(q~) and dA/dq~
     if ral:
-        poly, slope = horner(q_floor, beta)
+        poly, slope = horner(q_floor, beta)  # type: ignore[arg-type]  # RAL passes alpha and beta
         a, a_q = a + poly, a_q + slope
     a_q = torch.where(above_floor & live, a_q, 0.0)  # d q / dx = -s [p > clip]
     if ral:
@@ -299,7 +300,7 @@ def asymmetric(
     db = qx  # s / p
     if ral:
         u = torch.where(above_eps, qx, 1 - eps)  # 1 - max(p, eps), exact where p is close to 1
-        poly, slope = horner(u, alpha)
+        poly, slope = horner(u, alpha)  # type: ignore[arg-type]  # ral: alpha is not None
         b, db = b + poly, db - s * slope
     db = torch.where(above_eps, db, 0.0)
     wp = power_from_log(log_qx, g_pos)
@@ -316,7 +317,7 @@ def asymmetric(
 def total(value: Tensor) -> Tensor:
     """The summed loss: one number for a flat input, one per head (``(groups, heads)``) for a pack.
 
-    A pack's elements are laid out (groups, batch, classes, heads) (see ``runners.losses.pack``), so a
+    A pack's elements are laid out (groups, batch, classes, heads) (see ``runners.losses._pack``), so a
     head's sum runs over the batch and class dimensions.
     """
     return value.sum() if value.dim() == 1 else value.sum(dim=(1, 2))

@@ -1,4 +1,5 @@
-"""The fused kernels ahead-of-time compiled (AOTInductor), for small CPU batches (``LOSSWEEP_COMPILE=auto``, the default).
+"""The fused kernels ahead-of-time compiled (AOTInductor), for small CPU batches
+(``LOSSWEEP_COMPILE=auto``, the default).
 
 Why: at 256 x 26 (CXR-LT's batch) a loss is bound by per-call overhead, not arithmetic. The eager
 kernels make ~40 dispatcher calls (~3 us each), and the ``torch.compile``d fused kernel pays ~60 us
@@ -145,12 +146,12 @@ class PackagedKernel:
             g, n, c, t = (torch.export.Dim(name, min=1) for name in ("groups", "n", "classes", "heads"))
             data_shapes = ({0: g, 1: n, 2: c, 3: t}, {0: g, 1: n, 2: c})
             mask_shapes = [{0: g, 1: n, 2: c}] if mask is not None else []
-            param_shapes = [{1: g, 4: t} for _ in params]
+            param_shapes: list[dict | None] = [{1: g, 4: t} for _ in params]
         else:
             n = torch.export.Dim("n", min=2)
             data_shapes = ({0: n}, {0: n})
             mask_shapes = [{0: n}] if mask is not None else []
-            param_shapes: list[dict | None] = [None] * len(params)
+            param_shapes = [None] * len(params)
         rest = tuple(params) if mask is None else (mask, *params)
         rest_shapes = tuple(mask_shapes + param_shapes)
         with torch.no_grad():  # the arguments are (x, y, rest): ``forward``'s varargs are one tuple to export
@@ -174,7 +175,7 @@ class PackagedKernel:
             f"{torch.__version__} {platform.machine()} {torch.backends.cpu.get_cpu_capability()}".encode()
         )
         for module_file in {inspect.getsourcefile(self.function), _compiled.__file__}:
-            digest.update(Path(module_file).read_bytes())
+            digest.update(Path(module_file).read_bytes())  # type: ignore[arg-type]  # both are source files
         return digest.hexdigest()[:16]
 
 

@@ -7,6 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from search_spaces.declare import Space
+from search_spaces.ranges import CLIP, GAMMA_NEG, GAMMA_POS
+
 from ._closed_form import (
     finish_chunk,
     indicator,
@@ -28,14 +31,14 @@ def fused_asl(x: Tensor, y: Tensor, mask: Tensor | None, c: Tensor) -> tuple[Ten
 
 
 def asl_heads(x: Tensor, y: Tensor, mask: Tensor | None, c: Tensor) -> tuple[Tensor, Tensor]:
-    """ASL for a pack of heads, each with its own hyperparameters (the same formula, broadcast; see ``pack``).
+    """ASL for a pack of heads, each with its own hyperparameters (the same formula, broadcast; see ``_pack``).
 
     A function of its own, not ``fused_asl``: ``torch.compile`` keeps its compiled variants per function.
     """
     return asymmetric(x, y, mask, c, None, None)
 
 
-@register_loss("asl")
+@register_loss("asl", space=Space(GAMMA_POS, GAMMA_NEG, CLIP))
 class AsymmetricLoss(MultiLabelLoss):
     r"""ASL: ``-sum[ y (1-p)^g+ log max(p, eps) + (1-y) p_clip^g- log max(q, eps) ]``.
 
@@ -49,6 +52,12 @@ class AsymmetricLoss(MultiLabelLoss):
     Paper: T. Ridnik et al., "Asymmetric Loss For Multi-Label Classification", ICCV 2021.
     """
 
+    # The hyperparameters, set from ``defaults`` by ``MultiLabelLoss.__init__`` (declared for the type checker).
+    gamma_pos: float
+    gamma_neg: float
+    clip: float
+    eps: float
+    focal_grad: str
     defaults = {
         "gamma_pos": 1.0,
         "gamma_neg": 4.0,

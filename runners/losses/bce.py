@@ -6,13 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from search_spaces.declare import Space
+
 from ._compiled import sigmoid_parts, total
 from .base import HeadKernels, MultiLabelLoss, _no_autocast
 from .registry import register_loss
 
 
 def bce_heads(x: Tensor, y: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    """BCE for a pack of heads (no hyperparameters; see ``pack``): ``-(y log p + (1 - y) log(1 - p))``."""
+    """BCE for a pack of heads (no hyperparameters; see ``_pack``): ``-(y log p + (1 - y) log(1 - p))``."""
     p, _, log_p, log_q = sigmoid_parts(x)
     value = -torch.lerp(log_q, log_p, y)
     grad = p - y
@@ -21,7 +23,7 @@ def bce_heads(x: Tensor, y: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor
     return total(value), grad
 
 
-@register_loss("bce")
+@register_loss("bce", space=Space())  # nothing to sweep: the baseline
 class BCELoss(MultiLabelLoss):
     r"""BCE: ``-sum[ y log p + (1-y) log(1-p) ]``, p = sigmoid(x), via ``binary_cross_entropy_with_logits``.
 

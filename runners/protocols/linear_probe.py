@@ -17,6 +17,7 @@ from torch import nn
 
 from ..config import TrialConfig
 from ..features import load_features
+from ..losses import MultiLabelLoss
 from ._training import Diverged, Predictions
 
 
@@ -55,16 +56,11 @@ def run(config: TrialConfig, dataset: Any, loss_fn: nn.Module, seed: int, device
     """
     from .pack import PackHeads, train_pack
 
-    name = getattr(loss_fn, "name", "")
-    if not name or not hasattr(loss_fn, "params"):
+    if not isinstance(loss_fn, MultiLabelLoss):
         raise ValueError(
-            "the linear probe trains with a runners.losses loss (create_loss), got " + type(loss_fn).__name__
+            f"the linear probe trains with a runners.losses loss (create_loss), got {type(loss_fn).__name__}"
         )
-    heads = PackHeads(
-        loss=name,
-        seeds=[seed],
-        loss_params=[[loss_fn.params]],
-    )
+    heads = PackHeads(loss=loss_fn.name, seeds=[seed], loss_params=[[loss_fn.params]])
     (outcome,) = train_pack(config, dataset, heads, device)[0]
     if isinstance(outcome, Diverged):
         raise outcome

@@ -6,7 +6,7 @@ mini-batches. Trained one after another they waste almost everything: a 256 x 10
 product is far too small to use the cores, and the Python, optimiser and gather costs are paid K
 times. Here the heads' weights are stacked so that one gather per epoch and one (batched) matrix
 product per step serve every head; the loss is one call on (groups, batch, classes, heads) with each
-head's own hyperparameters (``runners.losses.pack``); one optimiser step updates every head.
+head's own hyperparameters (``runners.losses._pack``); one optimiser step updates every head.
 
 Layout: a pack is a (groups x heads) grid. A *group* is one seed: its heads start from that seed's
 initialisation and see that seed's batch order (replicate seeds are extra groups, shared by every

@@ -54,9 +54,6 @@ class LossPack(nn.Module):
     def __init__(self, name: str, heads: Sequence[Mapping[str, Any]] | Sequence[Sequence[Mapping[str, Any]]]) -> None:
         super().__init__()
         cls: type[MultiLabelLoss] = loss_class(name)
-        kernels = cls.head_kernels
-        if kernels is None:
-            raise ValueError(f"loss {name!r} has no per-head kernel; packs need one (see runners.losses.base)")
         grid = _grid(heads)
         losses = []
         for g, row in enumerate(grid):
@@ -74,7 +71,8 @@ class LossPack(nn.Module):
         self.name = name
         self.reduction = reductions.pop()
         self.shape = (len(grid), len(grid[0]))  # (groups, heads)
-        self.kernels: HeadKernels = kernels
+        # None for a loss without a per-head formula (a plugin loss, say): each head then runs its own loss.
+        self.kernels: HeadKernels | None = cls.head_kernels
         self._losses = losses
         self._rows: dict[tuple[torch.dtype, torch.device], tuple[Tensor, ...]] = {}
 
@@ -104,14 +102,16 @@ class LossPack(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
         x, y, m, flat = self._prepare(logits, targets, mask)
-        if x.shape[3] == 1:
-            # One head per group: a heads-last loop would be one element long. Each group's loss is then
-            # the head's own single loss (its fused kernels, or create_loss's eager one) on (batch, classes).
-            rows = [
-                self._losses[g](x[g, :, :, 0], y[g, :, :, 0], None if m is None else m[g, :, :, 0])
-                for g in range(x.shape[0])
+        groups, heads = self.shape
+        if heads == 1 or self.kernels is None:
+            # One head per group (a heads-last loop would be one element long), or no per-head formula:
+            # each head's loss is its own single loss (its fused kernels, or its eager one).
+            cells = [
+                self._losses[g * heads + t](x[g, :, :, t], y[g, :, :, 0], None if m is None else m[g, :, :, 0])
+                for g in range(groups)
+                for t in range(heads)
             ]
-            loss = torch.stack(rows).view(x.shape[0], 1)
+            loss = torch.stack(cells).view(groups, heads)
             return loss[0] if flat else loss
         with _no_autocast(x):
             if x.requires_grad and torch.is_grad_enabled():
@@ -127,6 +127,7 @@ class LossPack(nn.Module):
 
     def _compute(self, x: Tensor, y: Tensor, m: Tensor | None) -> tuple[Tensor, Tensor]:
         """(per-head sums, gradient) from the kernel ``pack_kernel_choice`` names; the formula if it is unavailable."""
+        assert self.kernels is not None  # forward runs the single losses otherwise
         rows = self.rows(x)
         x, y = x.detach(), y.detach()
         m = None if m is None else m.detach()
