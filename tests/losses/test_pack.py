@@ -186,3 +186,16 @@ def test_one_head_per_group_is_each_heads_own_loss(name):
         ref_value, ref_grad = value_and_grad(ref, xs[g, ..., 0], ys[g])
         torch.testing.assert_close(value[g, 0], ref_value, rtol=1e-6, atol=0)
         assert_grad_parity(grad[g, ..., 0], ref_grad)
+
+
+def test_a_loss_without_a_per_head_formula_runs_each_heads_own_loss():
+    """A plugin loss need not write a pack formula: each head then runs its own loss, with the same result."""
+    heads = BY_LOSS["hill"]
+    x, y = make_batch()
+    xs = stacked(x, len(heads))
+    value, grad = pack_value_and_grad(create_loss_pack("hill", heads), xs, y)
+    fallback = create_loss_pack("hill", heads)
+    fallback.kernels = None
+    fallback_value, fallback_grad = pack_value_and_grad(fallback, xs, y)
+    torch.testing.assert_close(fallback_value, value, rtol=1e-6, atol=0)
+    assert_grad_parity(fallback_grad, grad)

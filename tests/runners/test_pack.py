@@ -195,3 +195,12 @@ def test_per_head_clipping_and_mlp_heads_do_not_depend_on_the_pack(tiny_config, 
     for trial, result in zip(trials, packed, strict=True):
         assert_same(result, run_pack(config, "ral", [trial])[0])
         assert abs(result.value - reference_train(config, prepared.dataset, "ral", trial.loss_params, 6)) <= TOL
+
+
+def test_auto_pack_size_on_cpu_and_for_finetune(tiny_config):
+    from runners.packs import CPU_PACK_SIZE, auto_pack_size
+
+    assert auto_pack_size(tiny_config, 1000, 96, 5, 100) == CPU_PACK_SIZE
+    assert auto_pack_size(tiny_config, 3, 96, 5, 100) == 3  # never more than what is left
+    assert auto_pack_size(tiny_config, 0, 96, 5, 100) == 1
+    assert auto_pack_size(dataclasses.replace(tiny_config, protocol="finetune"), 1000, 96, 5, 100) == 1
