@@ -24,8 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from .config import TrialConfig
 from .losses import create_loss, loss_class
 from .result import TrialResult
@@ -119,45 +117,9 @@ def _train_and_score(config, loss_name, runnable, replicates, device, results, s
     share = (time.perf_counter() - started) / len(runnable)
     for j, (i, _, _) in enumerate(runnable):
         scoring = time.perf_counter()
-        result = _result(dataset, by_trial[j], seeds[j])
+        result = single.result_of(dataset, by_trial[j], seeds[j])
         result.seconds = share + time.perf_counter() - scoring
         results[i] = result
-
-
-def _result(dataset, outcomes: list[Any], seeds: list[int]) -> TrialResult:
-    """A trial's result from its replicates' outcomes, as ``run_trial`` builds it (the first divergence ends it)."""
-    from . import trial as single
-    from .protocols import Diverged
-
-    val_runs: list[dict[str, Any]] = []
-    test_runs: list[dict[str, Any]] = []
-    for seed, outcome in zip(seeds, outcomes, strict=True):
-        if isinstance(outcome, Diverged):
-            return TrialResult(
-                status="diverged",
-                seeds=seeds,
-                replicate_values=[run["mAP"] for run in val_runs],
-                fail_reason=f"diverged: {outcome.reason}" + (f" (seed {seed})" if len(seeds) > 1 else ""),
-                diverged_step=outcome.step,
-                diverged_value=outcome.value,
-            )
-        val, test = single._score(dataset, outcome)
-        val_runs.append(val)
-        test_runs.append(test)
-    val_mean, test_mean = single.average_metrics(val_runs), single.average_metrics(test_runs)
-    value = val_mean["mAP"]
-    result = TrialResult(
-        status="complete",
-        value=float(value),
-        val=val_mean,
-        test=test_mean,
-        seeds=seeds,
-        replicate_values=[float(run["mAP"]) for run in val_runs],
-    )
-    if not np.isfinite(value):  # cannot happen with a checked data set; guard the objective anyway
-        result.status, result.value = "failed", None
-        result.fail_reason = "validation mAP is undefined (no class has a validation positive)"
-    return result
 
 
 def _with_train(config: TrialConfig, trial: PackTrial) -> TrialConfig:

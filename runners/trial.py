@@ -121,25 +121,36 @@ def run_trial(
     run_protocol = get_protocol(config.protocol)
     dataset = dataset_for(config)
     seeds = replicate_seeds(seed, replicates)
-    val_runs: list[dict[str, Any]] = []
-    test_runs: list[dict[str, Any]] = []
+    outcomes: list[Predictions | Diverged] = []
     for replicate_seed in seeds:
         try:
-            predictions = run_protocol(config, dataset, loss_fn, replicate_seed, device)
+            outcomes.append(run_protocol(config, dataset, loss_fn, replicate_seed, device))
         except Diverged as diverged:
+            outcomes.append(diverged)
+            break  # the trial's result: the later replicates would not change it
+    result = result_of(dataset, outcomes, seeds)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def result_of(dataset: MultiLabelDataset, outcomes: Sequence[Predictions | Diverged], seeds: list[int]) -> TrialResult:
+    """A trial's result from its replicates' outcomes in seed order: the first divergence ends it, else
+    the metrics averaged over the replicates (``seconds`` is left to the caller)."""
+    val_runs: list[dict[str, Any]] = []
+    test_runs: list[dict[str, Any]] = []
+    for replicate_seed, outcome in zip(seeds, outcomes, strict=False):
+        if isinstance(outcome, Diverged):
             return TrialResult(
                 status="diverged",
-                seconds=time.perf_counter() - started,
                 seeds=seeds,
                 replicate_values=[run["mAP"] for run in val_runs],
-                fail_reason=f"diverged: {diverged.reason}" + (f" (seed {replicate_seed})" if replicates > 1 else ""),
-                diverged_step=diverged.step,
-                diverged_value=diverged.value,
+                fail_reason=f"diverged: {outcome.reason}" + (f" (seed {replicate_seed})" if len(seeds) > 1 else ""),
+                diverged_step=outcome.step,
+                diverged_value=outcome.value,
             )
-        val, test = _score(dataset, predictions)
+        val, test = _score(dataset, outcome)
         val_runs.append(val)
         test_runs.append(test)
-
     val_mean, test_mean = average_metrics(val_runs), average_metrics(test_runs)
     value = val_mean["mAP"]
     result = TrialResult(
@@ -147,7 +158,6 @@ def run_trial(
         value=float(value),
         val=val_mean,
         test=test_mean,
-        seconds=time.perf_counter() - started,
         seeds=seeds,
         replicate_values=[float(run["mAP"]) for run in val_runs],
     )

@@ -145,8 +145,10 @@ class ClosedFormLoss(torch.autograd.Function):
         if grad is None:
             x, y, mask = ctx.saved_tensors
             _, grad = ctx.compute(x, y, mask, True)
-        if grad_output.dim():  # reduction="none": one weight per element
+        if grad_output.dim() and grad_output.numel() == grad.numel():  # reduction="none": one weight per element
             grad_output = grad_output.view(grad.shape)
+        elif grad_output.dim():  # a pack (``_pack``): one weight per head of (groups, batch, classes, heads)
+            grad_output = grad_output.view(grad.shape[0], 1, 1, grad.shape[-1])
         grad.mul_(grad_output)
         return grad, None, None, None
 

@@ -25,12 +25,13 @@ torch.Size([2])
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ._closed_form import ClosedFormLoss
 from ._compiled import pack_kernel_choice
 from .base import HeadKernels, MultiLabelLoss, _no_autocast
 from .registry import loss_class
@@ -115,9 +116,9 @@ class LossPack(nn.Module):
             return loss[0] if flat else loss
         with _no_autocast(x):
             if x.requires_grad and torch.is_grad_enabled():
-                loss = _PackFunction.apply(x, y, m, self._compute)
+                loss = ClosedFormLoss.apply(x, y, m, self._compute)
             else:
-                loss, _ = self._compute(x, y, m)
+                loss, _ = self._compute(x, y, m, False)
         if self.reduction == "mean":
             if m is None:
                 loss = loss / (x.shape[1] * x.shape[2])
@@ -125,8 +126,11 @@ class LossPack(nn.Module):
                 loss = loss / m.sum(dim=(1, 2)).clamp_min(torch.finfo(m.dtype).tiny)
         return loss[0] if flat else loss
 
-    def _compute(self, x: Tensor, y: Tensor, m: Tensor | None) -> tuple[Tensor, Tensor]:
-        """(per-head sums, gradient) from the kernel ``pack_kernel_choice`` names; the formula if it is unavailable."""
+    def _compute(self, x: Tensor, y: Tensor, m: Tensor | None, want_grad: bool) -> tuple[Tensor, Tensor]:
+        """(per-head sums, gradient) from the kernel ``pack_kernel_choice`` names; the formula if it is unavailable.
+
+        The gradient comes with the value whether wanted or not (one kernel variant fewer, as ``base._fused``).
+        """
         assert self.kernels is not None  # forward runs the single losses otherwise
         rows = self.rows(x)
         x, y = x.detach(), y.detach()
@@ -171,30 +175,6 @@ class LossPack(nn.Module):
                 raise ValueError(f"{label}: mask must be shaped {shared} like the targets")
             m = mask.to(device=x.device, dtype=x.dtype).reshape(groups, batch, classes, 1)
         return x, y, m, flat
-
-
-class _PackFunction(torch.autograd.Function):
-    """Per-head losses in forward, their gradient computed alongside; backward scales it per head."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor, mask: Tensor | None, compute: Callable) -> Tensor:
-        loss, grad = compute(x, y, mask)
-        ctx.grad = grad
-        ctx.compute = compute
-        ctx.save_for_backward(x, y, mask)
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_output: Tensor):
-        if torch.is_grad_enabled():
-            raise RuntimeError("runners.losses computes first derivatives only; create_graph=True is not supported")
-        grad = ctx.grad
-        ctx.grad = None
-        if grad is None:  # a retained graph's second backward
-            x, y, mask = ctx.saved_tensors
-            _, grad = ctx.compute(x, y, mask)
-        groups, heads = grad_output.shape
-        return grad * grad_output.view(groups, 1, 1, heads), None, None, None
 
 
 def _grid(heads: Sequence[Any]) -> list[list[Mapping[str, Any]]]:
