@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -58,7 +58,9 @@ def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimize
     return optimizer_for(decay, no_decay, train)
 
 
-def optimizer_for(decay: list[torch.Tensor], no_decay: list[torch.Tensor], train: TrainConfig) -> torch.optim.Optimizer:
+def optimizer_for(
+    decay: Sequence[torch.Tensor], no_decay: Sequence[torch.Tensor], train: TrainConfig
+) -> torch.optim.Optimizer:
     """:func:`make_optimizer` for explicit lists of decayed and non-decayed parameters."""
     groups = [
         {"params": decay, "weight_decay": train.weight_decay},
