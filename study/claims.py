@@ -54,6 +54,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from .design import Design, trial_seed
+from .logs import logger
 from .optuna_internals import has_fast_path, rdb_models, session
 from .trial_store import write_result
 
@@ -234,6 +235,8 @@ def fail_orphans(storage: optuna.storages.BaseStorage, study_id: int) -> list[in
         attrs = {"status": "failed", "fail_reason": "worker lost before its first heartbeat"}
         if write_result(storage, trial_id, attrs, TrialState.FAIL, None):
             failed.append(number)
+    if failed:
+        logger().info(f"failed trial(s) {failed}: RUNNING without a heartbeat (their worker died while claiming)")
     return failed
 
 

@@ -78,8 +78,7 @@ def make_plans(options: RunOptions) -> list[Plan]:
             loss,
             options.space_mode,
             nuisance=options.nuisance,
-            n_alpha=options.n_alpha,
-            n_beta=options.n_beta,
+            options=dict(options.space_options),
             overrides=options.space_file,
         )
         config = StudyConfig(
@@ -90,8 +89,6 @@ def make_plans(options: RunOptions) -> list[Plan]:
             seed=options.seed,
             space_mode=options.space_mode,
             nuisance=options.nuisance,
-            n_alpha=options.n_alpha,
-            n_beta=options.n_beta,
             replicates=options.replicates,
             max_retries=options.max_retries,
             space_file=None if options.space_file is None else str(Path(options.space_file).resolve()),

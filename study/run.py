@@ -24,7 +24,7 @@ from typing import Any
 
 import optuna
 
-from search_spaces import LOSSES, MODES
+from search_spaces import MODES, add_option_flags, loss_names
 
 from .config import ExecutionConfig, RunOptions, add_trial_arguments, trial_config_from_args
 from .design import SAMPLERS
@@ -79,9 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--loss",
         required=True,
-        help=(
-            f"loss to study, or a comma list run one after the other into separate studies; one of {', '.join(LOSSES)}"
-        ),
+        help="loss to study, or a comma list run one after the other into separate studies; "
+        f"one of {', '.join(loss_names())}",
     )
     study.add_argument(
         "--trials",
@@ -139,12 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     space.add_argument("--nuisance", action="store_true", help="also sweep lr and weight_decay (default: off)")
-    space.add_argument(
-        "--n-alpha", type=int, default=2, metavar="M", help="RAL: polynomial terms on positives (default: 2)"
-    )
-    space.add_argument(
-        "--n-beta", type=int, default=1, metavar="N", help="RAL: polynomial terms on negatives (default: 1)"
-    )
+    add_option_flags(space)
     execution = parser.add_argument_group("execution")
     execution.add_argument(
         "--devices",
@@ -197,11 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_losses(text: str) -> list[str]:
     losses = [x.strip().lower() for x in text.split(",") if x.strip()]
+    known = loss_names()
     if not losses:
-        raise UsageError("--loss is empty; give one of " + ", ".join(LOSSES))
-    unknown = [x for x in losses if x not in LOSSES]
+        raise UsageError("--loss is empty; give one of " + ", ".join(known))
+    unknown = [x for x in losses if x not in known]
     if unknown:
-        raise UsageError(f"unknown loss {', '.join(map(repr, unknown))}; choose from {', '.join(LOSSES)}")
+        raise UsageError(f"unknown loss {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
     if len(set(losses)) != len(losses):
         raise UsageError(f"--loss names a loss twice: {text}")
     return losses
@@ -285,8 +280,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         space_file=args.space,
         space_mode=args.space_mode,
         nuisance=args.nuisance,
-        n_alpha=args.n_alpha,
-        n_beta=args.n_beta,
+        space_options=dict(args.space_options or ()),
         report=args.report,
     )
 

@@ -99,6 +99,7 @@ class Runner:
         )
         process.start()
         self.processes[slot] = process
+        logger().debug(f"worker {slot} started on {self.slots[slot]} (pid {process.pid})")
 
     def run(self, progress: Progress) -> None:
         deadline = None if self.execution.timeout is None else time.monotonic() + self.execution.timeout

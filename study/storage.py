@@ -242,7 +242,7 @@ def open_storage(
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 skip_table_creation=read_only,
-                **{_STALE_CALLBACK_ARG: failed_trial_callback},
+                **{_STALE_CALLBACK_ARG: failed_trial_callback},  # type: ignore[arg-type]  # name varies by Optuna version
             )
     except UsageError:
         raise

@@ -166,7 +166,7 @@ class Worker:
             }
         )
         config = self.config
-        overrides = self.space.train_overrides(claim.params)
+        overrides: dict[str, Any] = self.space.train_overrides(claim.params)
         if overrides:
             config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
         details = None
@@ -212,11 +212,9 @@ class Worker:
 
     def finish(self, claim: Claim, result: TrialResult) -> bool:
         """Store the result in one transaction; False when another worker already failed this trial as stale."""
-        complete = result.status == "complete" and result.value is not None
-        state = TrialState.COMPLETE if complete else TrialState.FAIL
-        return write_result(
-            self.storage, claim.trial_id, result.user_attrs(), state, float(result.value) if complete else None
-        )
+        value = float(result.value) if result.status == "complete" and result.value is not None else None
+        state = TrialState.COMPLETE if value is not None else TrialState.FAIL
+        return write_result(self.storage, claim.trial_id, result.user_attrs(), state, value)
 
 
 def main(spec: WorkerSpec, events: Any, stop: Any) -> None:
@@ -241,7 +239,7 @@ def main(spec: WorkerSpec, events: Any, stop: Any) -> None:
                 "traceback": traceback.format_exc(),
             }
         )
-        raise SystemExit(1)
+        raise SystemExit(1) from exc
     # A normal end needs no event: the parent reads exit code 0.
 
 

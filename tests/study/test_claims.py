@@ -42,6 +42,7 @@ def test_free_indices_follow_one_rule():
     assert Ledger.from_trials(rows[:2], n_trials=2, max_retries=1).next_free() is None
 
 
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 def test_a_new_study_names_its_objective_for_the_dashboard(tmp_path):
     from study.planning import METRIC_NAMES, name_objective
 
