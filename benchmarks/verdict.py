@@ -1,6 +1,6 @@
 """Calibration of the primary spread test: false-direction rate under the null, power under alternatives.
 
-    python -m benchmarks.verdict [--reps 400] [--perms 500] [--methods studentised,permutation,bf,bootstrap]
+    python -m benchmarks.verdict [--reps 400] [--perms 500] [--methods gated,studentised,permutation,bf,bootstrap]
 
 Each cell draws ``--reps`` pairs of studies and applies the test at 5 % (two-sided; direction from
 the estimate). Under a null (equal spread) any directional claim is false, so the false-direction
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=400, help="replications per cell (default 400)")
     parser.add_argument("--perms", type=int, default=500, help="permutations per test (default 500)")
-    parser.add_argument("--methods", default="studentised", help=f"comma-separated, of {', '.join(METHODS)}")
+    parser.add_argument("--methods", default="gated", help=f"comma-separated, of {', '.join(METHODS)} (default gated: the one analysis uses)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
