@@ -6,7 +6,8 @@ figures beside (analysis.stats) and its variance components where R >= 2 (analys
 find each loss's seed noise floor, compare pairs of studies (analysis.compare: the calibrated
 spread test or σ_hp, secondary measures, fairness, refusal, verdict; one primary comparison, the
 others Holm-adjusted), expected best mAP after n trials (analysis.expected_best), importances
-(analysis.importance) and marginal curves (analysis.marginals). Degenerate inputs (one study, no complete trials, constant values, a study
+(analysis.importance) and marginal curves (analysis.marginals). Degenerate inputs (one study, no
+complete trials, constant values, a study
 not made by lossweep) give NaNs and messages, never a traceback.
 """
 
@@ -55,7 +56,8 @@ def _counts(part: pd.DataFrame) -> tuple[int, int, int, int]:
 
 
 def _config(settings: dict) -> dict:
-    return settings.get("config") if isinstance(settings.get("config"), dict) else {}
+    config = settings.get("config")
+    return config if isinstance(config, dict) else {}
 
 
 def _replicates(settings: dict) -> int:
@@ -138,7 +140,10 @@ def summarise(
 
 
 def _seed_floor(
-    name: str, loaded: dict[str, LoadedStudy], fa: dict[str, np.ndarray], by_study: dict[str, pd.DataFrame],
+    name: str,
+    loaded: dict[str, LoadedStudy],
+    fa: dict[str, np.ndarray],
+    by_study: dict[str, pd.DataFrame],
     messages: list[str],
 ) -> tuple[np.ndarray, str, np.ndarray | None] | None:
     """(values whose std is the seed noise of one of ``name``'s trial values, their source, default values).

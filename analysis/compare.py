@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis import components, fairness, measures, spread, stats
-from analysis.results import Comparison, Estimate, Measure, StudySummary
+from analysis.results import Comparison, Measure, StudySummary
 from analysis.verdict import TPE_REFUSAL, better, decide, label, too_few, write_verdict
 
 
@@ -142,8 +142,10 @@ def secondary_measures(a: Side, b: Side, *, delta: float, n_boot: int, seed: int
 
 
 def _refusal(a: Side, b: Side, diffs: list) -> str:
-    samplers = [s.settings.get("config", {}).get("sampler") if isinstance(s.settings.get("config"), dict) else None
-                for s in (a, b)]
+    samplers = [
+        s.settings.get("config", {}).get("sampler") if isinstance(s.settings.get("config"), dict) else None
+        for s in (a, b)
+    ]
     adaptive = [s for s in samplers if s and s not in fairness.SPACE_FILLING]
     if adaptive:
         return f"sampler {adaptive[0]!r} is {TPE_REFUSAL}"
@@ -225,8 +227,7 @@ def adjust(comps: list[Comparison], summaries: dict[str, StudySummary]) -> None:
     """Holm-adjust the primary-measure p of every secondary comparison, then re-decide them."""
     secondary = [c for c in comps if not c.primary]
     adjusted = measures.holm([c.p_value for c in secondary])
-    for c, p in zip(secondary, adjusted):
+    for c, p in zip(secondary, adjusted, strict=True):
         c.p_value = p
     for c in comps:
         finish(c, summaries[c.a], summaries[c.b])
-

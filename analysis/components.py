@@ -24,6 +24,7 @@ bootstrap over configurations (rows resampled, each study on its own).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,10 +37,10 @@ ALPHA = 0.05
 
 def replicate_table(part: pd.DataFrame, replicates: int, floor: float) -> np.ndarray:
     """G × R values: complete trials' replicate values, diverged trials as rows at ``floor``."""
-    rows = []
-    for status, reps in zip(part["status"].astype(str), part["replicate_values"]):
+    rows: list[np.ndarray] = []
+    for status, reps in zip(part["status"].astype(str), part["replicate_values"], strict=True):
         if status == "diverged" and math.isfinite(floor):
-            rows.append([floor] * replicates)
+            rows.append(np.full(replicates, floor))
         elif status == "complete" and isinstance(reps, list) and len(reps) == replicates:
             r = np.asarray(reps, dtype=float)
             if np.all(np.isfinite(r)):
@@ -47,7 +48,7 @@ def replicate_table(part: pd.DataFrame, replicates: int, floor: float) -> np.nda
     return np.asarray(rows, dtype=float).reshape(-1, replicates)
 
 
-def mean_squares(y: np.ndarray) -> tuple[float, float, float, int, int, int]:
+def mean_squares(y: np.ndarray) -> tuple[Any, Any, Any, int, int, int]:
     """(MS_config, MS_seed, MS_error, df_config, df_seed, df_error) of a G × R table, vectorised over leading axes."""
     g, r = y.shape[-2], y.shape[-1]
     grand = y.mean(axis=(-2, -1), keepdims=True)
@@ -56,7 +57,7 @@ def mean_squares(y: np.ndarray) -> tuple[float, float, float, int, int, int]:
     ms_rows = r * np.sum((rows - grand) ** 2, axis=(-2, -1)) / (g - 1)
     ms_cols = g * np.sum((cols - grand) ** 2, axis=(-2, -1)) / (r - 1)
     ms_err = np.sum((y - rows - cols + grand) ** 2, axis=(-2, -1)) / ((g - 1) * (r - 1))
-    return ms_rows, ms_cols, ms_err, g - 1, r - 1, (g - 1) * (r - 1)  # type: ignore[return-value]
+    return ms_rows, ms_cols, ms_err, g - 1, r - 1, (g - 1) * (r - 1)
 
 
 def mls_interval(c1: float, s1: float, n1: int, c2: float, s2: float, n2: int) -> tuple[float, float]:
@@ -125,5 +126,5 @@ def sigma_hp_ratio(ya: np.ndarray, yb: np.ndarray, *, n_boot: int = 2000, seed: 
     if d.size < 2:
         return Estimate(sb / sa), math.nan
     low, high = np.quantile(d, [0.025, 0.975])
-    p = min(1.0, 2 * min(np.mean(d <= 0), np.mean(d >= 0)))
+    p = min(1.0, 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
     return Estimate(sb / sa, float(np.exp(low)), float(np.exp(high))), float(p)

@@ -59,5 +59,6 @@ def floors(settings: dict[str, dict], by_study: dict[str, pd.DataFrame]) -> dict
 def failure_aware(part: pd.DataFrame, floor: float) -> pd.Series:
     """The value of each trial of ``part``: complete -> its mAP, diverged -> ``floor``, otherwise NaN."""
     status = part["status"].astype(str)
-    value = part["value"].astype(float)
-    return value.where(status == "complete", np.where(status == "diverged", floor, np.nan)).astype(float)
+    value = part["value"].to_numpy(float)
+    out = np.where(status == "complete", value, np.where(status == "diverged", floor, np.nan))
+    return pd.Series(out, index=part.index, dtype=float)

@@ -87,7 +87,9 @@ def refusal_differences(diffs: list[Difference]) -> list[Difference]:
 def floor_differences(sweep: dict[str, Any], seeds: dict[str, Any]) -> list[Difference]:
     """Why a seeds-mode study cannot be ``sweep``'s noise floor: data, protocol, epochs, backbone, replicates..."""
     return [
-        d for d in differences(sweep, seeds) if d.setting not in FLOOR_EXEMPT and not d.setting.startswith("search_space")
+        d
+        for d in differences(sweep, seeds)
+        if d.setting not in FLOOR_EXEMPT and not d.setting.startswith("search_space")
     ]
 
 

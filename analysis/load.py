@@ -315,4 +315,3 @@ def load_studies(
     """
     frame, loaded, _ = read_studies(storage, studies)
     return frame, {name: study.settings for name, study in loaded.items()}
-

@@ -90,9 +90,7 @@ def _quantile(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.quantile(x, BEST_QUANTILE, axis=axis)
 
 
-def tunability(
-    sweep: np.ndarray, default: np.ndarray, *, n_boot: int = 2000, seed: int = 0
-) -> Estimate:
+def tunability(sweep: np.ndarray, default: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
     """95th percentile of ``sweep`` minus the mean of ``default`` (the default configuration over seeds)."""
     x, d = _finite(sweep), _finite(default)
     if x.size < 2 or d.size < 2:
@@ -188,5 +186,5 @@ def _percentile(value: float, dist: np.ndarray) -> tuple[Estimate, float]:
     if dist.size < 2:
         return Estimate(value), math.nan
     low, high = np.quantile(dist, [0.025, 0.975])
-    p = min(1.0, 2 * min(np.mean(dist <= 0), np.mean(dist >= 0)))
+    p = min(1.0, 2 * min(float(np.mean(dist <= 0)), float(np.mean(dist >= 0))))
     return Estimate(value, float(low), float(high)), float(p)

@@ -98,9 +98,7 @@ def permutation_t(z: np.ndarray, n_a: int, n_perm: int, rng: np.random.Generator
 
 def centred(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Each sample minus its own median, concatenated (a first) along the last axis."""
-    return np.concatenate(
-        [a - np.median(a, axis=-1, keepdims=True), b - np.median(b, axis=-1, keepdims=True)], axis=-1
-    )
+    return np.concatenate([a - np.median(a, axis=-1, keepdims=True), b - np.median(b, axis=-1, keepdims=True)], axis=-1)
 
 
 def spread_test(a: np.ndarray, b: np.ndarray, *, n_perm: int = N_PERMUTATIONS, seed: int = 0) -> SpreadTest | None:

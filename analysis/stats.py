@@ -18,6 +18,7 @@ import scipy.stats
 from analysis.results import Estimate
 
 CONFIDENCE = 0.95
+Values = Sequence[float] | np.ndarray  # what the statistics accept (non-finite values are dropped)
 MIN_TRIALS = 5  # below this many complete trials the numbers are shown but flagged as too few
 # Beyond this many values in a sample, bootstrap intervals are percentile intervals: BCa's jackknife
 # evaluates the statistic on every leave-one-out sample, O(n^2) (seconds per study at 5,000 trials),
@@ -96,7 +97,7 @@ def bootstrap_ci(
     return low.reshape(point.shape), high.reshape(point.shape)
 
 
-def dispersion(values: Sequence[float] | np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> dict[str, Estimate]:
+def dispersion(values: Values, *, n_boot: int = 2000, seed: int = 0) -> dict[str, Estimate]:
     """Mean, std (ddof=1), IQR, worst decile (10th percentile) with bootstrap CIs; min, max and best (= max)
     without one (the bootstrap of an extreme is inconsistent: see analysis.expected_best for a valid
     "best" quantity).
@@ -121,7 +122,7 @@ def dispersion(values: Sequence[float] | np.ndarray, *, n_boot: int = 2000, seed
     return out
 
 
-def std_estimate(values: Sequence[float] | np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
+def std_estimate(values: Values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
     """Standard deviation (ddof=1) with a bootstrap CI."""
     x = _clean(values)
     if x.size < 2:
@@ -159,7 +160,7 @@ def _std_ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.std(b, axis=axis, ddof=1) / np.std(a, axis=axis, ddof=1)
 
 
-def std_ratio(a: Sequence[float], b: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> Estimate:
+def std_ratio(a: Values, b: Values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
     """std(b) / std(a) with a two-sample bootstrap CI (each study resampled on its own)."""
     x, y = _clean(a), _clean(b)
     if x.size < 2 or y.size < 2:
@@ -181,12 +182,12 @@ def _best_diff(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.max(b, axis=axis) - np.max(a, axis=axis)
 
 
-def mean_difference(a: Sequence[float], b: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> Estimate:
+def mean_difference(a: Values, b: Values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
     """mean(b) - mean(a) with a two-sample bootstrap CI."""
     return _two_sample(a, b, _mean_diff, n_boot=n_boot, seed=seed)
 
 
-def best_difference(a: Sequence[float], b: Sequence[float]) -> Estimate:
+def best_difference(a: Values, b: Values) -> Estimate:
     """max(b) - max(a), without interval: a bootstrap CI of a maximum is invalid (its upper bound is the
     sample max); the expected best at N/2 (analysis.expected_best) is the quantity with an interval."""
     x, y = _clean(a), _clean(b)
@@ -204,7 +205,7 @@ def _two_sample(a, b, statistic, *, n_boot: int, seed: int) -> Estimate:
     return Estimate(value, float(low), float(high))
 
 
-def brown_forsythe(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+def brown_forsythe(a: Values, b: Values) -> tuple[float, float]:
     """Brown–Forsythe test of equal spread (Levene's test centred on the median): (statistic, p).
 
     Median centring keeps the test honest for the skewed, heavy-tailed mAP distributions of a sweep
@@ -220,7 +221,7 @@ def brown_forsythe(a: Sequence[float], b: Sequence[float]) -> tuple[float, float
     return float(stat), float(p)
 
 
-def prob_superiority(a: Sequence[float], b: Sequence[float]) -> Estimate:
+def prob_superiority(a: Values, b: Values) -> Estimate:
     """P(random trial of b > random trial of a), ties counted half (= U_b / (n_a n_b), the AUC).
 
     The interval is DeLong's (normal approximation on the structural components, computed from
@@ -271,9 +272,7 @@ def replicate_residuals(replicates: Sequence[Sequence[float]]) -> np.ndarray:
     return residuals * math.sqrt((m - 1) / (m - g))
 
 
-def hp_to_seed_ratio(
-    hp_values: Sequence[float], seed_values: Sequence[float], *, n_boot: int = 2000, seed: int = 0
-) -> Estimate:
+def hp_to_seed_ratio(hp_values: Values, seed_values: Values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
     """std(hyperparameter trials) / std(seed noise) with a two-sample bootstrap CI.
 
     Near 1: the hyperparameters move mAP no more than re-running the same configuration does.

@@ -61,6 +61,8 @@ def swept_space(loss: str, mode: str) -> dict[str, tuple[float, float, bool]]:
     if mode == "matched" and loss in ("asl", "ral"):
         return {k: v for k, v in space.items() if k in MATCHED}
     return dict(space)
+
+
 # runners.result.SCALAR_METRICS, repeated because analysis may not import runners.
 SCALAR_METRICS = ("mAP", "mAUC", "mF1", "mAP_head", "mAP_medium", "mAP_tail", "chance_mAP")
 

@@ -59,7 +59,7 @@ def significant(p: float) -> bool:
 
 
 def better(m: Measure, p: float | None = None) -> str | None:
-    """"a" or "b": the study more robust on ``m`` when its test is significant, else None."""
+    """ "a" or "b": the study more robust on ``m`` when its test is significant, else None."""
     p = m.p_value if p is None else p
     if not significant(p) or not math.isfinite(m.contrast.value):
         return None
@@ -117,7 +117,8 @@ def _failure_sentence(s: StudySummary, name: str) -> str:
 def _measure_words(m: Measure, names: dict[str, str]) -> str:
     sign = "ratio" if m.kind == "ratio" else "difference"
     who = f"favours {names[m.better]}" if m.better else "no significant difference"
-    return f"{m.name} ({names['b']} vs {names['a']} {sign} {_num(m.contrast.value)}, {_ci(m.contrast)}, {_p(m.p_value)}: {who})"
+    contrast = f"{names['b']} vs {names['a']} {sign} {_num(m.contrast.value)}"
+    return f"{m.name} ({contrast}, {_ci(m.contrast)}, {_p(m.p_value)}: {who})"
 
 
 def write_verdict(
@@ -144,7 +145,9 @@ def write_verdict(
             f"{_p(comp.p_value)})."
         )
     else:
-        parts.append(f"Across {counts}, the ratio of {name_b}'s to {name_a}'s spread of validation mAP cannot be computed.")
+        parts.append(
+            f"Across {counts}, the ratio of {name_b}'s to {name_a}'s spread of validation mAP cannot be computed."
+        )
     if comp.direction == "no verdict":
         parts.append(f"No verdict: {comp.refusal}.")
     elif comp.direction == "less sensitive":
@@ -176,6 +179,4 @@ def write_verdict(
 
 def too_few(a: StudySummary, b: StudySummary, na: int, nb: int) -> str:
     name_a, name_b = label(a, b), label(b, a)
-    return (
-        f"too few trials ({name_a} {na}, {name_b} {nb} complete or diverged; at least {MIN_TRIALS} each are needed)"
-    )
+    return f"too few trials ({name_a} {na}, {name_b} {nb} complete or diverged; at least {MIN_TRIALS} each are needed)"

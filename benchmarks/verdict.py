@@ -137,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=400, help="replications per cell (default 400)")
     parser.add_argument("--perms", type=int, default=500, help="permutations per test (default 500)")
-    parser.add_argument("--methods", default="gated", help=f"comma-separated, of {', '.join(METHODS)} (default gated: the one analysis uses)")
+    parser.add_argument(
+        "--methods",
+        default="gated",
+        help=f"comma-separated, of {', '.join(METHODS)} (default gated: the one analysis uses)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

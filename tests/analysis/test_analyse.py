@@ -219,9 +219,7 @@ def test_seed_floor_prefers_the_same_data(make_store):
     result = analyse(url, n_boot=100, importance_resamples=0)
     asl, ral = result.summaries["asl-matched"], result.summaries["ral-matched"]
     reps = [r for r in result.trials.query("study == 'asl-matched'")["replicate_values"] if len(r) == 2]
-    assert asl.seed_floor_std == pytest.approx(
-        math.sqrt(np.mean([np.var(r, ddof=1) for r in reps])) / math.sqrt(2)
-    )
+    assert asl.seed_floor_std == pytest.approx(math.sqrt(np.mean([np.var(r, ddof=1) for r in reps])) / math.sqrt(2))
     assert ral.seed_floor_std is None  # the seeds study on other data is named, never used
     named = [m for m in result.messages if "'ral-seeds-elsewhere' is not used as its noise floor" in m]
     assert named and "data_fingerprint" in named[0] and named[0].startswith("ral-matched")
@@ -276,7 +274,9 @@ def test_a_mismatched_seeds_study_is_named_not_used(make_store):
     )
     result = analyse(url, **FAST)
     s = result.summaries["ral-matched"]
-    assert any("'ral-seeds' is not used as its noise floor: it differs in replicates (2 vs 1)" in m for m in result.messages)
+    assert any(
+        "'ral-seeds' is not used as its noise floor: it differs in replicates (2 vs 1)" in m for m in result.messages
+    )
     reps = [r for r in result.trials.query("study == 'ral-matched'")["replicate_values"] if len(r) == 2]
     assert s.seed_floor_std == pytest.approx(math.sqrt(np.mean([np.var(r, ddof=1) for r in reps])) / math.sqrt(2))
 
@@ -310,9 +310,7 @@ def test_replicates_give_variance_components_and_the_verdict_rests_on_sigma_hp(m
     assert asl.variance_components["interaction"].low < 0.004**2 < asl.variance_components["interaction"].high
     (comp,) = result.comparisons
     primary = next(m for m in comp.measures if m.primary)
-    assert primary.key == "variance_hp" and primary.contrast.value == pytest.approx(
-        primary.value_b / primary.value_a
-    )
+    assert primary.key == "variance_hp" and primary.contrast.value == pytest.approx(primary.value_b / primary.value_a)
     assert comp.direction == "less sensitive" and any(m.key == "spread" and not m.primary for m in comp.measures)
 
 
@@ -334,9 +332,7 @@ def test_one_primary_comparison_the_others_holm_adjusted(make_store):
 
 
 def test_floor_without_recorded_chance_is_the_lowest_complete_value(make_store):
-    url = make_store(
-        _matched("asl", 30, 0.1, diverge_rate=0.2, chance=None), _matched("ral", 30, 0.02, chance=None)
-    )
+    url = make_store(_matched("asl", 30, 0.1, diverge_rate=0.2, chance=None), _matched("ral", 30, 0.02, chance=None))
     result = analyse(url, **FAST)
     done = result.trials.query("status == 'complete'")["value"]
     assert result.summaries["asl-matched"].floor_value == pytest.approx(done.min())

@@ -88,7 +88,11 @@ def test_mls_interval_covers_about_95_percent():
     rng = np.random.default_rng(3)
     hits = 0
     for _ in range(300):
-        y = 0.02 * rng.standard_normal((40, 1)) + 0.005 * rng.standard_normal((1, 3)) + 0.005 * rng.standard_normal((40, 3))
+        y = (
+            0.02 * rng.standard_normal((40, 1))
+            + 0.005 * rng.standard_normal((1, 3))
+            + 0.005 * rng.standard_normal((40, 3))
+        )
         e = components.variance_components(y)["hp"]
         hits += e.low <= 0.02**2 <= e.high
     assert 0.90 <= hits / 300 <= 0.99
@@ -105,9 +109,7 @@ def test_replicate_table_puts_diverged_rows_at_the_floor():
 
 
 def test_failure_aware_values_and_floors():
-    part = pd.DataFrame(
-        {"status": ["complete", "diverged", "failed", "complete"], "value": [0.4, np.nan, np.nan, 0.5]}
-    )
+    part = pd.DataFrame({"status": ["complete", "diverged", "failed", "complete"], "value": [0.4, np.nan, np.nan, 0.5]})
     np.testing.assert_allclose(failure_aware(part, 0.05).to_numpy(), [0.4, 0.05, np.nan, 0.5])
     same = {"data_fingerprint": "x"}
     with_chance = {

@@ -36,8 +36,18 @@ RAL = _summary("ral-m", "ral", floor=0.004, ratio=Estimate(2.5, 1.8, 3.4))
 
 
 def _spread(ratio: Estimate, p: float) -> Measure:
-    return Measure("spread", "spread", 0.02, 0.02 * ratio.value, ratio, kind="ratio", higher_is_more_robust=False,
-                   p_value=p, primary=True, method="test")
+    return Measure(
+        "spread",
+        "spread",
+        0.02,
+        0.02 * ratio.value,
+        ratio,
+        kind="ratio",
+        higher_is_more_robust=False,
+        p_value=p,
+        primary=True,
+        method="test",
+    )
 
 
 def _comp(ratio: Estimate, p: float, *extra: Measure, refusal: str = "", primary: bool = True) -> Comparison:
@@ -80,15 +90,31 @@ def test_direction_follows_the_primary_test(ratio, p, direction, claim):
 
 
 def test_a_significantly_higher_divergence_rate_is_mixed_evidence_never_less_sensitive():
-    diverges = Measure("divergence_rate", "divergence rate", 0.0, 0.4, Estimate(0.4, 0.3, 0.5),
-                       higher_is_more_robust=False, p_value=1e-6)
+    diverges = Measure(
+        "divergence_rate",
+        "divergence rate",
+        0.0,
+        0.4,
+        Estimate(0.4, 0.3, 0.5),
+        higher_is_more_robust=False,
+        p_value=1e-6,
+    )
     comp = _comp(Estimate(0.39, 0.30, 0.50), 0.001, diverges)
     assert comp.direction == "mixed evidence"
     assert "less sensitive" not in comp.verdict.replace("is less sensitive than ASL, but", "")
-    assert "Mixed evidence: the primary measure says RAL is less sensitive than ASL, but divergence rate" in comp.verdict
+    assert (
+        "Mixed evidence: the primary measure says RAL is less sensitive than ASL, but divergence rate" in comp.verdict
+    )
     assert "favours ASL" in comp.verdict
-    calm = Measure("divergence_rate", "divergence rate", 0.0, 0.02, Estimate(0.02, -0.01, 0.05),
-                   higher_is_more_robust=False, p_value=0.4)
+    calm = Measure(
+        "divergence_rate",
+        "divergence rate",
+        0.0,
+        0.02,
+        Estimate(0.02, -0.01, 0.05),
+        higher_is_more_robust=False,
+        p_value=0.4,
+    )
     assert _comp(Estimate(0.39, 0.30, 0.50), 0.001, calm).direction == "less sensitive"
 
 
@@ -99,7 +125,9 @@ def test_a_supporting_secondary_measure_does_not_make_it_mixed():
 
 
 def test_refusal_has_no_direction_and_says_why():
-    comp = _comp(Estimate(0.39, 0.30, 0.50), 0.001, refusal="sampler 'tpe' is not a sensitivity design: use qmc, random or grid")
+    comp = _comp(
+        Estimate(0.39, 0.30, 0.50), 0.001, refusal="sampler 'tpe' is not a sensitivity design: use qmc, random or grid"
+    )
     assert comp.direction == "no verdict"
     assert "No verdict: sampler 'tpe' is not a sensitivity design: use qmc, random or grid." in comp.verdict
     assert "less sensitive" not in comp.verdict and all(m.better is None for m in comp.measures if m.primary)
