@@ -92,8 +92,11 @@ def _trials(params: pd.DataFrame, values: np.ndarray, distributions: dict[str, B
     names = list(params.columns)
     dists = {n: distributions[n] for n in names}
     out = []
-    for i, (row, value) in enumerate(zip(params.to_numpy(object), values)):
-        p = {n: (v if isinstance(dists[n], CategoricalDistribution) else float(v)) for n, v in zip(names, row)}
+    for i, (row, value) in enumerate(zip(params.to_numpy(object), values, strict=True)):
+        p = {
+            n: (v if isinstance(dists[n], CategoricalDistribution) else float(v))
+            for n, v in zip(names, row, strict=True)
+        }
         out.append(
             FrozenTrial(
                 number=i,

@@ -17,8 +17,10 @@ import scipy.stats
 
 from analysis.results import Estimate
 
+# What the statistics accept: a list of floats or a 1-D array.
+Values = Sequence[float] | np.ndarray
+
 CONFIDENCE = 0.95
-Values = Sequence[float] | np.ndarray  # what the statistics accept (non-finite values are dropped)
 MIN_TRIALS = 5  # below this many complete trials the numbers are shown but flagged as too few
 # Beyond this many values in a sample, bootstrap intervals are percentile intervals: BCa's jackknife
 # evaluates the statistic on every leave-one-out sample, O(n^2) (seconds per study at 5,000 trials),
@@ -37,14 +39,14 @@ def _dispersion_vector(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.stack([np.mean(x, axis=axis), np.std(x, axis=axis, ddof=1), q75 - q25, q10, np.min(x, axis=axis), mx, mx])
 
 
-def _clean(x: Sequence[float] | np.ndarray) -> np.ndarray:
+def _clean(x: Values) -> np.ndarray:
     arr = np.asarray(x, dtype=float).ravel()
     return arr[np.isfinite(arr)]
 
 
 def bootstrap_ci(
     samples: tuple[np.ndarray, ...],
-    statistic: Callable[..., np.ndarray],
+    statistic: Callable[..., np.ndarray | np.floating],
     *,
     n_boot: int = 2000,
     seed: int = 0,
@@ -161,7 +163,13 @@ def _std_ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def std_ratio(a: Values, b: Values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
-    """std(b) / std(a) with a two-sample bootstrap CI (each study resampled on its own)."""
+    """std(b) / std(a) with a two-sample bootstrap CI (each study resampled on its own).
+
+    A ratio above 1 says ``b`` is the more sensitive to its hyperparameters; ``n_boot=0`` skips the interval:
+
+    >>> std_ratio([0.1, 0.2, 0.3], [0.2, 0.4, 0.6], n_boot=0)
+    Estimate(value=2.0, low=nan, high=nan)
+    """
     x, y = _clean(a), _clean(b)
     if x.size < 2 or y.size < 2:
         return Estimate(math.nan)
@@ -227,6 +235,12 @@ def prob_superiority(a: Values, b: Values) -> Estimate:
     The interval is DeLong's (normal approximation on the structural components, computed from
     ranks in O(n log n)); hand-written because no installed library exposes it, and a bootstrap of a
     rank statistic at 5,000 x 5,000 trials would cost seconds per comparison.
+
+    Eight of the nine (a, b) pairs below have b ahead:
+
+    >>> est = prob_superiority([0.1, 0.2, 0.3], [0.25, 0.35, 0.45])
+    >>> round(est.value, 3), est.has_ci
+    (0.889, True)
     """
     x, y = _clean(a), _clean(b)
     m, n = x.size, y.size
@@ -249,7 +263,7 @@ def prob_superiority(a: Values, b: Values) -> Estimate:
 # --- seed noise ----------------------------------------------------------------------------------
 
 
-def replicate_residuals(replicates: Sequence[Sequence[float]]) -> np.ndarray:
+def replicate_residuals(replicates: Sequence[Values]) -> np.ndarray:
     """Within-configuration deviations of replicated trials, scaled so that their std is seed noise of one run.
 
     A trial's value is the mean of its R runs, so the seed noise of a *trial value* is this std / sqrt(R)
