@@ -71,6 +71,7 @@ def summarise(
     failure_aware: np.ndarray,
     floor: float,
     *,
+    floor_source: str = "",
     n_boot: int,
     seed: int,
     messages: list[str],
@@ -131,6 +132,7 @@ def summarise(
         divergence_rate=stats.wilson(n_diverged, n_finished),
         tier_std=tier_std,
         floor_value=floor,
+        floor_source=floor_source,
         survivor_stats=survivors,
         variance_components=components,
         n_replicates=replicates,
@@ -261,7 +263,16 @@ def analyse(
             messages.append(f"{name}: {n_div} diverged trial(s) counted at the floor mAP {floor:.4f} ({source})")
     by_study = {name: frame[frame["study"] == name] for name in loaded}
     summaries = {
-        name: summarise(s, by_study[name], fa[name], floor_of[name][0], n_boot=n_boot, seed=seed, messages=messages)
+        name: summarise(
+            s,
+            by_study[name],
+            fa[name],
+            floor_of[name][0],
+            floor_source=floor_of[name][1],
+            n_boot=n_boot,
+            seed=seed,
+            messages=messages,
+        )
         for name, s in loaded.items()
     }
     defaults: dict[str, np.ndarray] = {}

@@ -65,6 +65,7 @@ def test_less_sensitive_verdict_and_result_shape(make_store):
     survivors = asl_trials.loc[asl_trials["status"] == "complete", "value"].to_numpy()
     assert asl.survivor_stats["std"].value == pytest.approx(np.std(survivors, ddof=1))
     assert asl.stats["worst_decile"].value < asl.survivor_stats["worst_decile"].value  # the floor drags it down
+    assert asl.floor_source == "chance-level mAP of the validation split"
     assert asl.floor_value == 0.05 and asl.sampler == "random" and asl.swept == ("gamma_pos", "gamma_neg", "clip")
     assert not asl.stats["best"].has_ci and asl.stats["expected_best_half"].has_ci
     assert set(asl.tier_std) == {"head", "medium", "tail"} and all(e.has_ci for e in asl.tier_std.values())
@@ -187,6 +188,12 @@ def test_write_every_result(make_store, tmp_path):  # noqa: D103
     }
     data = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert data["comparisons"][0]["verdict"] == result.comparisons[0].verdict
+    comp = result.comparisons[0]
+    assert data["comparisons"][0]["direction"] == comp.direction and data["comparisons"][0]["primary"] is True
+    assert [m["key"] for m in data["comparisons"][0]["measures"]] == [m.key for m in comp.measures]
+    assert data["summaries"]["asl-matched"]["floor_value"] == 0.05
+    comparisons = pd.read_csv(tmp_path / "out" / "comparisons.csv")
+    assert comparisons.loc[0, "direction"] == comp.direction and bool(comparisons.loc[0, "primary"])
     assert data["summaries"]["asl-matched"]["n_trials"] == 15
     summaries = pd.read_csv(tmp_path / "out" / "summaries.csv")
     std = summaries.query("study == 'ral-matched' and stat == 'std'")["value"].item()
