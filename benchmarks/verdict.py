@@ -133,6 +133,31 @@ def _draw(shape: Shape, n: int, shift: float = 0.0, scale: float = 1.0):
     return draw
 
 
+def sigma_hp_rate(config: Shape, g: int, r: int, reps: int, boots: int, rng, ratio: float = 1.0):
+    """Rejection rate of the gated σ_hp ratio (the primary measure with R >= 2 replicate seeds)."""
+    from analysis.compare import gate
+    from analysis.components import sigma_hp_ratio
+    from analysis.spread import spread_test
+    from analysis.stats import brown_forsythe
+
+    hits = 0
+    for _ in range(reps):
+        tables = []
+        for scale in (1.0, ratio):
+            hp = (config(rng, (g, 1)) - 0.45) * scale  # configuration effects
+            seed = 0.005 * rng.standard_normal((1, r))  # the R seeds every trial shares
+            tables.append(0.45 + hp + seed + 0.005 * rng.standard_normal((g, r)))
+        s = int(rng.integers(2**31))
+        hp_ratio, p = sigma_hp_ratio(tables[0], tables[1], n_boot=boots, seed=s)
+        means = [t.mean(axis=1) for t in tables]  # trial values: the mean of R runs
+        test = spread_test(means[0], means[1], n_perm=boots, seed=s)
+        if test is not None:
+            p_spread = max(test.p_value, brown_forsythe(means[0], means[1])[1])
+            p = gate(p, hp_ratio.value, p_spread, test.ratio.value)
+        hits += bool(p < 0.05)
+    return wilson(hits, reps)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=400, help="replications per cell (default 400)")
@@ -143,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated, of {', '.join(METHODS)} (default gated: the one analysis uses)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--replicates", action="store_true", help="also calibrate the σ_hp ratio (the primary measure with R >= 2)"
+    )
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
@@ -158,6 +186,17 @@ def main(argv: list[str] | None = None) -> int:
             e = rate(m, draw_a, draw_b, args.reps, args.perms, rng)
             row.append(f"{100 * e.value:5.1f} % [{100 * e.low:4.1f}, {100 * e.high:5.1f}]")
         print(f"{label:<44} {kind:<6} " + " ".join(f"{r:>24}" for r in row), flush=True)
+    if args.replicates:
+        print(f"σ_hp ratio (R = 3 seeds, G configurations; seed and error std 0.005), {args.perms} bootstrap resamples")
+        for label, shape, g, ratio in (
+            ("normal configs, G=100", normal, 100, 1.0),
+            ("skewed configs, G=100", skewed, 100, 1.0),
+            ("normal configs, G=30", normal, 30, 1.0),
+            ("normal configs, G=100, σ_hp ratio 2", normal, 100, 2.0),
+        ):
+            e = sigma_hp_rate(shape, g, 3, args.reps, args.perms, rng, ratio)
+            kind = "power" if ratio != 1 else "null"
+            print(f"{label:<44} {kind:<6} {100 * e.value:5.1f} % [{100 * e.low:4.1f}, {100 * e.high:5.1f}]", flush=True)
     print(f"{time.perf_counter() - started:.0f} s")
     return 0
 

@@ -136,3 +136,11 @@ def test_spread_statistic_hand_value():
     assert 0 < test.p_value <= 1 and (test.p_value < 0.05) == test.ratio.excludes(1.0)
     assert spread.spread_test(a, np.full(5, 3.0)) is None  # zero spread: no interval, no direction
     assert spread.spread_test(a, np.array([1.0])) is None
+
+
+def test_sigma_hp_claim_is_gated_by_the_spread_test():
+    from analysis.compare import gate
+
+    assert gate(0.01, 0.5, 0.03, 0.7) == 0.03  # both say b is calmer: the larger p
+    assert gate(0.01, 0.5, 0.001, 1.4) == 1.0  # opposite directions: no claim
+    assert math.isnan(gate(math.nan, 0.5, 0.01, 0.5))
