@@ -8,7 +8,8 @@ Rule (README "Verdict"), applied by :func:`decide`:
    study seed are flagged but not refused), fewer than ``MIN_TRIALS`` failure-aware trials, or a
    zero spread in either study (no interval, no direction).
 2. Otherwise the **primary measure** decides: σ_hp ratio when both studies have R ≥ 2 replicate
-   seeds, else the failure-aware spread ratio (analysis.spread). Not significant at 5 % (Holm-
+   seeds (gated by the spread test, analysis.compare.gate), else the failure-aware spread ratio
+   (analysis.spread, gated by Brown–Forsythe). Not significant at 5 % (Holm-
    adjusted for a secondary comparison): "not distinguishable".
 3. Significant: "less sensitive" / "more sensitive" from the estimate's direction, unless a
    secondary measure (divergence rate, near-best fraction, tunability, expected-best area, or the
