@@ -174,3 +174,17 @@ def auto_pack_size(
     free, _ = torch.cuda.mem_get_info(device)
     fits = int(CUDA_MEMORY_SHARE * free // (per_head * max(1, replicates)))
     return max(1, min(remaining, MAX_PACK_SIZE, fits))
+
+
+def auto_pack_size_for(config: TrialConfig, remaining: int, replicates: int = 1) -> int:
+    """:func:`auto_pack_size` with the sizes read from the study's data (only loaded for CUDA)."""
+    from .device import resolve_device
+
+    if config.protocol != "linear-probe" or resolve_device(config.device).type != "cuda":
+        return auto_pack_size(config, remaining, 0, 0, 0, replicates)
+    from . import trial as single
+    from .protocols.linear_probe import features_for
+
+    features = features_for(config, single.dataset_for(config), resolve_device(config.device))
+    rows = features.val.x.shape[0] + features.test.x.shape[0]
+    return auto_pack_size(config, remaining, features.dim, features.train.y.shape[1], rows, replicates)

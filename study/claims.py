@@ -344,12 +344,23 @@ class Claimer:
 
     def claim(self) -> Claim | Ledger[TrialRow]:
         """The lowest free design index as a new RUNNING trial, or the ledger when none is free."""
+        claims = self.claim_pack(1)
+        return claims if isinstance(claims, Ledger) else claims[0]
+
+    def claim_pack(self, size: int) -> list[Claim] | Ledger[TrialRow]:
+        """Up to ``size`` of the lowest free design indices as new RUNNING trials (a pack), or the ledger
+        when none is free.
+
+        All in one critical section: the sweep, the ledger read and the creation of every trial with
+        its first heartbeat, so the invariant holds for packs as for single claims (a worker killed
+        half-way leaves trials that the stale or orphan sweep fails and frees).
+        """
         with claim_lock(self.storage, self.study.study_name, timeout=self.lock_timeout):
             ledger = self._sweep()
-            k = ledger.next_free()
-            if k is None:
+            free = ledger.free()[: max(1, size)]
+            if not free:
                 return ledger
-            return self._create(ledger, k)
+            return [self._create(ledger, k) for k in free]
 
     def _sweep(self) -> Ledger[TrialRow]:
         """Under the lock: fail stale and orphaned trials, then read the ledger."""

@@ -246,6 +246,13 @@ class ExecutionConfig:
     heartbeat_interval: int = 10
     grace_period: int = 60
     quiet: bool = False
+    # Linear-probe trials claimed and trained together (runners.run_pack); None = auto: on CPU the
+    # measured size, on CUDA as many of the remaining trials as fit a memory bound. 1 = one at a time.
+    pack_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.pack_size is not None and self.pack_size < 1:
+            raise ValueError(f"--pack-size must be a positive integer or auto, got {self.pack_size}")
 
     def slots(self) -> list[str]:
         """The device of each worker process."""

@@ -68,6 +68,19 @@ storage: --storage, else ${ENV_VAR}, else {DEFAULT_STORAGE} (in the working dire
 """
 
 
+def _pack_size(text: str) -> int | None:
+    """``--pack-size``: a positive integer, or ``auto`` (None)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog=PROG,
@@ -168,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=60,
         metavar="SECONDS",
         help="a running trial without heartbeat for this long is failed and retried (default: 60)",
+    )
+    execution.add_argument(
+        "--pack-size",
+        type=_pack_size,
+        default=None,
+        metavar="K|auto",
+        help="linear-probe trials claimed and trained together as one pack of K heads (1 = one trial at a "
+        "time); auto = the measured size on CPU, as many remaining trials as fit in memory on CUDA; finetune "
+        "and tpe always run one at a time; results do not depend on it (default: auto)",
     )
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -271,6 +293,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
             heartbeat_interval=args.heartbeat_interval,
             grace_period=args.grace_period,
             quiet=args.quiet,
+            pack_size=args.pack_size,
         ),
         study_name=None if args.study_name is None else args.study_name.strip(),
         sampler=args.sampler,

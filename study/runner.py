@@ -86,6 +86,7 @@ class Runner:
             max_retries=c.max_retries,
             heartbeat_interval=self.execution.heartbeat_interval,
             grace_period=self.execution.grace_period,
+            pack_size=self.execution.pack_size,
         )
 
     def start(self, slot: int) -> None:
@@ -166,6 +167,12 @@ class Runner:
                 progress.log(event["traceback"].rstrip())
             ledger = self.ledger()
             progress.update(ledger.n_finished() + len(ledger.exhausted()))
+        elif kind == "pack":  # its trials' finish events follow: the bar then advances by the pack
+            numbers = event["numbers"]
+            progress.log(
+                f"pack of {len(numbers)} trials (#{min(numbers)}-#{max(numbers)}) on worker {event['slot']} "
+                f"in {event['seconds']:.1f}s ({event['seconds'] / len(numbers):.2f}s per trial)"
+            )
         elif kind == "error":  # the worker exits with code 1 next; check_processes does not restart it
             self.fatal[event["slot"]] = event["message"]
             progress.warn(f"worker {event['slot']} stopped: {event['message']}")

@@ -51,6 +51,33 @@ def write_result(
     return True
 
 
+Result = tuple[int, dict[str, Any], TrialState, float | None]  # trial id, user attributes, state, value
+
+
+def write_results(storage: optuna.storages.BaseStorage, results: list[Result]) -> list[bool]:
+    """:func:`write_result` for the trials of a pack, all in one transaction where the fast path exists.
+
+    Returns, per trial, whether it was written (False: another worker had already failed it as stale).
+    """
+    for _, _, state, value in results:
+        if state not in (TrialState.COMPLETE, TrialState.FAIL) or (state == TrialState.COMPLETE and value is None):
+            raise ValueError(f"a result is COMPLETE with a value or FAIL, not {state.name} with {value!r}")
+    if not has_fast_path(storage):
+        return [write_result(storage, *result) for result in results]
+    assert isinstance(storage, optuna.storages.RDBStorage)
+    models: Any = rdb_models()
+    written = []
+    with session(storage) as s:
+        for trial_id, user_attrs, state, value in results:
+            trial = models.TrialModel.find_or_raise_by_id(trial_id, s, for_update=True)
+            if trial.state.is_finished():  # failed as stale meanwhile: keep that, write nothing
+                written.append(False)
+                continue
+            _write_in(s, models, trial, trial_id, user_attrs, state, value)
+            written.append(True)
+    return written
+
+
 def _write_batched(
     storage: optuna.storages.RDBStorage,
     trial_id: int,
@@ -58,25 +85,30 @@ def _write_batched(
     state: TrialState,
     value: float | None,
 ) -> None:
-    import sqlalchemy
-
     models: Any = rdb_models()
-    attrs = models.TrialUserAttributeModel
     with session(storage) as s:
         # Lock the trial row (PostgreSQL: FOR UPDATE) so a concurrent stale sweep either already
         # finished it -- then nothing is written -- or waits until this result is committed.
         trial = models.TrialModel.find_or_raise_by_id(trial_id, s, for_update=True)
         storage.check_trial_is_updatable(trial_id, trial.state)
-        if user_attrs:
-            # One DELETE and one multi-row INSERT: an upsert of every key in two statements.
-            s.execute(sqlalchemy.delete(attrs).where(attrs.trial_id == trial_id, attrs.key.in_(list(user_attrs))))
-            s.execute(
-                sqlalchemy.insert(attrs),
-                [{"trial_id": trial_id, "key": key, "value_json": json.dumps(a)} for key, a in user_attrs.items()],
-            )
-        if state == TrialState.COMPLETE:
-            assert value is not None
-            stored, kind = models.TrialValueModel.value_to_stored_repr(float(value))
-            s.add(models.TrialValueModel(trial_id=trial_id, objective=0, value=stored, value_type=kind))
-        trial.state = state
-        trial.datetime_complete = datetime.now()
+        _write_in(s, models, trial, trial_id, user_attrs, state, value)
+
+
+def _write_in(s: Any, models: Any, trial: Any, trial_id: int, user_attrs: dict[str, Any], state, value) -> None:
+    """The statements of one result inside an open session, the trial row already locked."""
+    import sqlalchemy
+
+    attrs = models.TrialUserAttributeModel
+    if user_attrs:
+        # One DELETE and one multi-row INSERT: an upsert of every key in two statements.
+        s.execute(sqlalchemy.delete(attrs).where(attrs.trial_id == trial_id, attrs.key.in_(list(user_attrs))))
+        s.execute(
+            sqlalchemy.insert(attrs),
+            [{"trial_id": trial_id, "key": key, "value_json": json.dumps(a)} for key, a in user_attrs.items()],
+        )
+    if state == TrialState.COMPLETE:
+        assert value is not None
+        stored, kind = models.TrialValueModel.value_to_stored_repr(float(value))
+        s.add(models.TrialValueModel(trial_id=trial_id, objective=0, value=stored, value_type=kind))
+    trial.state = state
+    trial.datetime_complete = datetime.now()

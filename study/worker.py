@@ -18,7 +18,6 @@ Fault tolerance:
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import os
 import signal
@@ -38,7 +37,7 @@ from search_spaces import SearchSpace
 
 from .claims import INTERRUPTED, Claim, Claimer, Ledger
 from .design import Design
-from .trial_store import write_result
+from .trial_store import write_results
 
 # Test-only hook (tests/study): a folder; a trial of design index k then waits, before training,
 # until the file ``open-k`` or ``open-all`` exists there, so a test can signal or kill a worker while
@@ -63,26 +62,29 @@ class WorkerSpec:
     max_retries: int
     heartbeat_interval: int
     grace_period: int
+    pack_size: int | None = 1  # trials claimed and trained together; None: auto (runners.packs.auto_pack_size)
 
 
 class Heartbeat:
-    """Records a trial's heartbeat every ``interval`` seconds from a daemon thread.
+    """Records the heartbeat of every trial of a pack every ``interval`` seconds, from one daemon thread.
 
     Hand-written because Optuna beats only inside ``Study.optimize``; lossweep drives trials with
     its own claim loop.
     """
 
-    def __init__(self, storage: optuna.storages.RDBStorage, trial_id: int, interval: float) -> None:
-        self._storage, self._trial_id, self._interval = storage, trial_id, interval
+    def __init__(self, storage: optuna.storages.RDBStorage, trial_ids: int | list[int], interval: float) -> None:
+        self._storage, self._interval = storage, interval
+        self._trial_ids = [trial_ids] if isinstance(trial_ids, int) else list(trial_ids)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{trial_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self._trial_ids[0]}", daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self._storage.record_heartbeat(self._trial_id)
-            except Exception:  # a transient database error must not kill the trial; the next beat retries
-                pass
+            for trial_id in self._trial_ids:
+                try:
+                    self._storage.record_heartbeat(trial_id)
+                except Exception:  # a transient database error must not kill the trial; the next beat retries
+                    pass
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -147,74 +149,109 @@ class Worker:
         # a long sleep would keep the study open after its last trial finished.
         poll = max(0.2, min(1.0, self.spec.grace_period / 4))
         while not self.should_stop():
-            claim = self.claimer.claim()
-            if isinstance(claim, Ledger):
-                if not claim.held_by_others():
+            claims = self.claimer.claim_pack(self.pack_size(runners))
+            if isinstance(claims, Ledger):
+                if not claims.held_by_others():
                     break  # every index is finished or exhausted
                 time.sleep(poll)  # a held index may still fail (or go stale) and need a retry
                 continue
-            self.execute(runners, claim)
+            self.execute(runners, claims)
 
-    def execute(self, runners: Any, claim: Claim) -> None:
-        self.events.put(
-            {
-                "event": "start",
-                "slot": self.spec.slot,
-                "number": claim.number,
-                "design_index": claim.design_index,
-                "params": claim.params,
-            }
-        )
-        config = self.config
-        overrides: dict[str, Any] = self.space.train_overrides(claim.params)
-        if overrides:
-            config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
+    def pack_size(self, runners: Any) -> int:
+        """How many indices the next claim takes: ``--pack-size``, or the auto size for what is left.
+
+        One at a time for finetune (a whole network per trial) and for ``tpe``, which proposes each
+        point from the results before it.
+        """
+        if self.config.protocol != "linear-probe" or self.spec.sampler == "tpe":
+            return 1
+        if self.spec.pack_size is not None:
+            return self.spec.pack_size
+        from runners.packs import auto_pack_size_for
+
+        return auto_pack_size_for(self.config, len(self.claimer.ledger().free()), self.spec.replicates)
+
+    def execute(self, runners: Any, claims: list[Claim]) -> None:
+        """Train the claimed trials as one pack; store their results together when it ends."""
+        for claim in claims:
+            self.events.put(
+                {
+                    "event": "start",
+                    "slot": self.spec.slot,
+                    "number": claim.number,
+                    "design_index": claim.design_index,
+                    "params": claim.params,
+                }
+            )
         details = None
-        with Heartbeat(self.storage, claim.trial_id, self.spec.heartbeat_interval):
+        with Heartbeat(self.storage, [c.trial_id for c in claims], self.spec.heartbeat_interval):
             started = time.perf_counter()
             self._in_trial = True
             try:
                 if self._interrupted:  # a signal arrived while claiming
                     raise KeyboardInterrupt
-                _wait_at_test_gate(claim.design_index)
-                result = runners.run_trial(
-                    config,
-                    self.spec.loss,
-                    self.space.loss_params(claim.params),
-                    claim.seed,
-                    replicates=self.spec.replicates,
+                for claim in claims:
+                    _wait_at_test_gate(claim.design_index)
+                results = runners.run_pack(
+                    self.config, self.spec.loss, [self._pack_trial(runners, c) for c in claims], self.spec.replicates
                 )
             except KeyboardInterrupt:
                 self._interrupted = True
-                result = TrialResult(status="failed", fail_reason=INTERRUPTED, seeds=[claim.seed])
-            except Exception as exc:  # an error in one configuration must not end the study
+                results = [TrialResult(status="failed", fail_reason=INTERRUPTED, seeds=[c.seed]) for c in claims]
+            except Exception as exc:  # an error in one pack must not end the study
                 details = traceback.format_exc()
-                result = TrialResult(status="failed", fail_reason=f"{type(exc).__name__}: {exc}", seeds=[claim.seed])
+                reason = f"{type(exc).__name__}: {exc}"
+                results = [TrialResult(status="failed", fail_reason=reason, seeds=[c.seed]) for c in claims]
             finally:
                 self._in_trial = False
-            if not result.seconds:
-                result.seconds = time.perf_counter() - started
-            stored = self.finish(claim, result)
-        self.events.put(
-            {
-                "event": "finish",
-                "slot": self.spec.slot,
-                "number": claim.number,
-                "design_index": claim.design_index,
-                "params": claim.params,
-                "status": result.status,
-                "value": result.value,
-                "seconds": result.seconds,
-                "fail_reason": result.fail_reason if stored else "failed as stale by another worker; result dropped",
-                "traceback": details,
-            }
+            elapsed = time.perf_counter() - started
+            for result in results:
+                if not result.seconds:
+                    result.seconds = elapsed / len(claims)
+            stored = self.finish(claims, results)
+        if len(claims) > 1:
+            self.events.put(
+                {
+                    "event": "pack",
+                    "slot": self.spec.slot,
+                    "numbers": [c.number for c in claims],
+                    "seconds": elapsed,
+                }
+            )
+        for claim, result, kept in zip(claims, results, stored, strict=True):
+            self.events.put(
+                {
+                    "event": "finish",
+                    "slot": self.spec.slot,
+                    "number": claim.number,
+                    "design_index": claim.design_index,
+                    "params": claim.params,
+                    "status": result.status,
+                    "value": result.value,
+                    "seconds": result.seconds,
+                    "fail_reason": result.fail_reason if kept else "failed as stale by another worker; result dropped",
+                    "traceback": details,
+                }
+            )
+
+    def _pack_trial(self, runners: Any, claim: Claim) -> Any:
+        """The claim as a ``runners.PackTrial``: its loss parameters, seed and (``--nuisance``) lr and weight decay."""
+        overrides: dict[str, Any] = self.space.train_overrides(claim.params)
+        return runners.PackTrial(
+            self.space.loss_params(claim.params),
+            claim.seed,
+            lr=overrides.get("lr"),
+            weight_decay=overrides.get("weight_decay"),
         )
 
-    def finish(self, claim: Claim, result: TrialResult) -> bool:
-        """Store the result in one transaction; False when another worker already failed this trial as stale."""
-        value = float(result.value) if result.status == "complete" and result.value is not None else None
-        state = TrialState.COMPLETE if value is not None else TrialState.FAIL
-        return write_result(self.storage, claim.trial_id, result.user_attrs(), state, value)
+    def finish(self, claims: list[Claim], results: list[TrialResult]) -> list[bool]:
+        """Store the pack's results in one transaction; False for a trial another worker already failed as stale."""
+        rows = []
+        for claim, result in zip(claims, results, strict=True):
+            value = float(result.value) if result.status == "complete" and result.value is not None else None
+            state = TrialState.COMPLETE if value is not None else TrialState.FAIL
+            rows.append((claim.trial_id, result.user_attrs(), state, value))
+        return write_results(self.storage, rows)
 
 
 def main(spec: WorkerSpec, events: Any, stop: Any) -> None:
