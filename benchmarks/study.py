@@ -1,6 +1,6 @@
 """Benchmark of ``python -m study.run``: orchestration overhead and scaling with workers.
 
-    python -m benchmarks.study                 # the default 200-trial RAL study, 1 vs 2 workers
+    python -m benchmarks.study                 # the default 200-trial RAL study: packs of K, 1 vs 2 workers
     python -m benchmarks.study --quick         # smoke run: 20 trials on a tiny data set (about a minute)
 
 Each configuration runs the real command in a subprocess on a fresh SQLite store, after one warm-up
@@ -13,7 +13,11 @@ embedding). Printed per configuration:
 * overhead: the share of worker time not spent inside a trial, 1 - trial s / (wall * workers), from
   launch to exit (start-up included), and "in span" from the first trial's start to the last one's
   end (the per-trial cost of claiming, storing and reporting alone);
-* trials/min and the speed-up over 1 worker.
+* trials/min and the speed-up over the first row (``--pack-size 1``, one worker): the rows are
+  ``--pack-size`` K for each of ``--pack-sizes`` (default 1, 8, 32, 128, auto) with one worker, then
+  the default (auto) with each further ``--workers`` count; a trial's ``seconds`` in a pack is its
+  share of the pack's training, so "trial s" is the packs' compute and the overhead is
+  wall / pack compute - 1 in spirit (shown as 1 - compute / (wall * workers)).
 
 On a shared machine the numbers are noisy; compare the rows of one run, not runs on different days.
 """
@@ -68,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=200, help="trials per study (default: 200)")
     parser.add_argument("--loss", default="ral", help="loss (default: ral)")
     parser.add_argument("--workers", default="1,2", help="comma list of worker counts to compare (default: 1,2)")
+    parser.add_argument(
+        "--pack-sizes", default="1,8,32,128,auto", help="comma list of --pack-size values, one worker each"
+    )
     parser.add_argument("--extra", default="", help="extra study.run flags, e.g. '--epochs 10' (default: none)")
     parser.add_argument(
         "--quick", action="store_true", help=f"smoke run: --trials {QUICK_TRIALS} with {' '.join(QUICK_FLAGS)}"
@@ -98,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"warm-up (data + embeddings into the cache, 1 trial): {warm:.1f} s", file=sys.stderr)
         rows = []
-        for workers in counts:
-            url = f"sqlite:///{cwd / f'bench-{workers}.db'}"
+        configurations = [(1, size) for size in args.pack_sizes.split(",")] + [(w, "auto") for w in counts if w > 1]
+        for workers, pack in configurations:
+            url = f"sqlite:///{cwd / f'bench-{workers}-{pack}.db'}"
             wall = run(
                 cwd,
                 [
@@ -109,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                     str(args.trials),
                     "--workers",
                     str(workers),
+                    "--pack-size",
+                    pack,
                     "--devices",
                     "cpu",
                     "--quiet",
@@ -123,20 +133,20 @@ def main(argv: list[str] | None = None) -> int:
             starts = sorted(t.datetime_start for t in trials if t.datetime_start)
             ends = sorted(t.datetime_complete for t in trials if t.datetime_complete)
             busy_span = (ends[-1] - starts[0]).total_seconds()
-            rows.append((workers, len(trials), wall, busy_span, trial_seconds))
+            rows.append((workers, pack, len(trials), wall, busy_span, trial_seconds))
 
-    base = rows[0][1] / rows[0][2]
+    base = rows[0][2] / rows[0][3]
     print(f"study.run --loss {args.loss} --trials {args.trials} {' '.join(extra)} on {os.cpu_count()} CPU cores")
     print(
-        f"{'workers':>7} {'trials':>6} {'wall s':>8} {'span s':>8} {'trial s':>8} {'overhead':>9} "
+        f"{'workers':>7} {'pack':>5} {'trials':>6} {'wall s':>8} {'span s':>8} {'trial s':>8} {'overhead':>9} "
         f"{'in span':>8} {'trials/min':>10} {'speed-up':>8}"
     )
-    for workers, n, wall, span, seconds in rows:
+    for workers, pack, n, wall, span, seconds in rows:
         overhead = 1.0 - seconds / (wall * workers)
         in_span = 1.0 - seconds / (span * workers)
         rate = n / wall
         print(
-            f"{workers:>7} {n:>6} {wall:>8.1f} {span:>8.1f} {seconds:>8.1f} {overhead:>8.1%} {in_span:>7.1%} "
+            f"{workers:>7} {pack:>5} {n:>6} {wall:>8.1f} {span:>8.1f} {seconds:>8.1f} {overhead:>8.1%} {in_span:>7.1%} "
             f"{rate * 60:>10.1f} {rate / base:>7.2f}x"
         )
     print(
