@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from .test_run import check_exact_budget, finished, gate, load, wait_for
+from .test_run import StoreWatch, check_exact_budget, finished, gate, load, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ def test_sigkill_mid_pack_fails_the_whole_pack_and_each_trial_is_retried_once(ba
     folder, env = gate(tmp_path)  # every trial waits until the kill has landed
     args = ["--loss", "asl", "--trials", "6", "--pack-size", "4", "--storage", url, *tiny]
     proc = start(args, tmp_path, env=env)
-    watch = Watch(url, name)
+    watch = StoreWatch(tmp_path / "store.db", name) if backend == "sqlite" else Watch(url, name)
     try:
         pack = wait_for(
             lambda: (lambda r: r if len(r) == 4 else None)(
