@@ -111,15 +111,16 @@ def _unique_floors(floors: Mapping[str, Floor], studies: Sequence[str]) -> list[
     return list(seen.values())
 
 
-def _floor_handle(floor: Floor):
+def _floor_handle(seeds: Sequence[int]):
     from matplotlib.patches import Patch
 
+    count = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
     return Patch(
         facecolor=FLOOR_COLOR,
         alpha=0.25,
         edgecolor=FLOOR_COLOR,
         linestyle="--",
-        label=f"{floor.label}: default config, mean ± std over {floor.n} seeds",
+        label=f"seed floor: the loss's default config, mean ± std over {count} seeds",
     )
 
 
@@ -266,8 +267,8 @@ def distributions(
             if len(panels) > 1:
                 ax.set_title(title)
         if bands:
-            seen = _unique_floors(bands, studies)
-            axes[-1].legend(handles=[_floor_handle(f) for f, _ in seen], loc="lower right", fontsize="small")
+            n = sorted({f.n for f in bands.values()})
+            axes[-1].legend(handles=[_floor_handle(n)], loc="lower right", fontsize="small")
     return fig
 
 

@@ -100,7 +100,19 @@ def _contrast(m: Measure) -> str:
     return estimate(m.contrast, digits)
 
 
-def measure_rows(c: Comparison, label_a: str, label_b: str) -> list[MeasureRow]:
+def card_labels(c: Comparison, summaries: dict[str, StudySummary], roles: Roles) -> tuple[str, str]:
+    """"ASL", "RAL" inside a card whose header already names the shared mode; the report labels otherwise."""
+    sa, sb = summaries.get(c.a), summaries.get(c.b)
+    if sa is not None and sb is not None and sa.space_mode == sb.space_mode:
+        known = sa.loss not in ("", "unknown") and sb.loss not in ("", "unknown")
+        if known and sa.loss != sb.loss:
+            return sa.loss.upper(), sb.loss.upper()
+    return roles.label(c.a), roles.label(c.b)
+
+
+def measure_rows(
+    c: Comparison, label_a: str, label_b: str, summaries: dict[str, StudySummary] | None = None
+) -> list[MeasureRow]:
     """The card's measure table: the analysis's measures, or (older analyses) the legacy contrasts."""
     rows = []
     for m in c.measures:
@@ -122,30 +134,36 @@ def measure_rows(c: Comparison, label_a: str, label_b: str) -> list[MeasureRow]:
         )
     if rows:
         return rows
-    legacy: list[tuple[str, Estimate, str, str]] = [
-        ("std ratio", c.std_ratio, "ratio", "bootstrap percentile CI"),
-        ("mean mAP", c.mean_diff, "difference", "bootstrap percentile CI"),
-        ("best mAP", c.best_diff, "difference", "bootstrap percentile CI"),
-        ("P(random trial of b > a)", c.p_b_beats_a, "probability", "ties count half"),
+    legacy: list[tuple[str, Estimate, str, str, str]] = [
+        ("std of validation mAP", c.std_ratio, "ratio", "bootstrap percentile CI", "std"),
+        ("mean mAP", c.mean_diff, "difference", "bootstrap percentile CI", "mean"),
+        ("best mAP", c.best_diff, "difference", "bootstrap percentile CI", "best"),
+        (f"P(a {label_b} trial beats a {label_a} trial)", c.p_b_beats_a, "probability", "ties count half", ""),
     ]
-    for name, e, kind, method in legacy:
+    sa, sb = (summaries or {}).get(c.a), (summaries or {}).get(c.b)
+
+    def stat(s: StudySummary | None, key: str) -> str:
+        e = s.stats.get(key) if s is not None and key else None
+        return number(e.value) if e is not None else DASH
+
+    for name, e, kind, method, key in legacy:
         if not finite(e.value):
             continue
         better = DASH
-        if name == "std ratio" and e.has_ci:
+        if kind == "ratio" and e.has_ci:
             better = label_b if e.high < 1 else (label_a if e.low > 1 else DASH)
         text = estimate(e, 2 if kind != "difference" else 3)
         rows.append(
             MeasureRow(
                 name=name,
-                value_a=DASH,
-                value_b=DASH,
+                value_a=stat(sa, key),
+                value_b=stat(sb, key),
                 contrast=("+" + text) if kind == "difference" and e.value > 0 else text,
                 contrast_kind={"ratio": f"{label_b} / {label_a}", "difference": f"{label_b} − {label_a}"}.get(kind, ""),
                 p="",
                 better=better,
                 method=method,
-                primary=name == "std ratio",
+                primary=kind == "ratio",
             )
         )
     return rows
@@ -173,14 +191,14 @@ def cards(comparisons: Sequence[Comparison], summaries: dict[str, StudySummary],
     marked = any(c.primary for c in comparisons)
     out = []
     for i, c in enumerate(ordered):
-        a, b = roles.label(c.a), roles.label(c.b)
+        a, b = card_labels(c, summaries, roles)
         key = direction(c)
         words, tone = direction_words(key, a, b)
         if c.refusal:
             tone = "refused"
         is_primary = i == 0
         role = "primary" if is_primary else ("secondary (Holm-adjusted)" if marked else "secondary")
-        rows = measure_rows(c, a, b)
+        rows = measure_rows(c, a, b, summaries)
         out.append(
             Card(
                 a=a,
