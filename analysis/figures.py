@@ -15,6 +15,7 @@ import os
 import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 import matplotlib.ticker
@@ -222,7 +223,7 @@ def distributions(
         width = max(5.0, 1.5 * len(studies) + 2.0) * (1 if len(panels) == 1 else 0.85)
         fig = Figure(figsize=(width * len(panels), 4.2), layout="constrained")
         axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)).ravel()
-        for ax, (title, done) in zip(axes, panels):
+        for ax, (title, done) in zip(axes, panels, strict=True):
             for i, name in enumerate(studies):
                 if name in bands:
                     f = bands[name]
@@ -261,14 +262,44 @@ def distributions(
                 jitter=0.18,
                 ax=ax,
             )
+            if "status" in done and (done["status"] == "diverged").any():
+                # Diverged trials sit at the floor value: marked, so that the lower tail reads as divergence.
+                kw = STATUS_STYLE["diverged"]
+                sns.stripplot(
+                    data=done[done["status"] == "diverged"],
+                    x="study",
+                    y="value",
+                    order=studies,
+                    color=kw["color"],
+                    marker=kw["marker"],
+                    size=5,
+                    jitter=0.18,
+                    ax=ax,
+                )
             ax.set_xlabel("")
             ax.set_ylabel("validation mAP")
             ax.set_xticks(range(len(studies)), [f"{s}\n(n={int((done['study'] == s).sum())})" for s in studies])
             if len(panels) > 1:
                 ax.set_title(title)
+        handles = []
         if bands:
-            n = sorted({f.n for f in bands.values()})
-            axes[-1].legend(handles=[_floor_handle(n)], loc="lower right", fontsize="small")
+            handles.append(_floor_handle(sorted({f.n for f in bands.values()})))
+        if any("status" in d and (d["status"] == "diverged").any() for _, d in panels):
+            from matplotlib.lines import Line2D
+
+            kw = STATUS_STYLE["diverged"]
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color=str(kw["color"]),
+                    marker=str(kw["marker"]),
+                    linestyle="",
+                    label="diverged trial (floor value)",
+                )
+            )
+        if handles:
+            fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
     return fig
 
 
@@ -294,7 +325,7 @@ def ecdf(
     with style():
         fig = Figure(figsize=(6.0 * len(panels) + 0.5, 4.0), layout="constrained")
         axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)).ravel()
-        for ax, (title, done) in zip(axes, panels):
+        for ax, (title, done) in zip(axes, panels, strict=True):
             for name in studies:
                 values = done.loc[done["study"] == name, "value"].to_numpy(float)
                 if values.size:
@@ -307,8 +338,24 @@ def ecdf(
             ax.set_ylim(0, 1.02)
             if len(panels) > 1:
                 ax.set_title(title)
-            ax.legend(loc="upper left", fontsize="small")
+        _figure_legend(fig, axes)
     return fig
+
+
+def _figure_legend(fig: Figure, axes: Sequence[Any] | np.ndarray) -> None:
+    """One legend for every panel, below them, so that no curve hides under it."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(
+            handles=list(entries.values()),
+            labels=list(entries),
+            loc="outside lower center",
+            ncols=min(4, len(entries)),
+            fontsize="small",
+        )
 
 
 def expected_best(
@@ -343,7 +390,7 @@ def expected_best(
     with style():
         fig = Figure(figsize=(6.0 * len(parts) + 0.5, 4.0), layout="constrained")
         axes = np.atleast_1d(fig.subplots(1, len(parts), squeeze=False, sharey=True)).ravel()
-        for ax, (title, part_frame) in zip(axes, parts):
+        for ax, (title, part_frame) in zip(axes, parts, strict=True):
             for name in studies:
                 part = part_frame[part_frame["study"] == name].sort_values("n")
                 if part.empty:
@@ -353,15 +400,17 @@ def expected_best(
                     ax.fill_between(part["n"], part["low"], part["high"], color=colors[name], alpha=0.2, linewidth=0)
             for f, name in _unique_floors(bands, studies):
                 ax.axhspan(f.mean - f.std, f.mean + f.std, color=colors[name], alpha=0.1, lw=0)
-                ax.axhline(f.mean, color=colors[name], linestyle="--", linewidth=1.2, label=f"{f.label} (default config)")
+                ax.axhline(
+                    f.mean, color=colors[name], linestyle="--", linewidth=1.2, label=f"{f.label} (default config)"
+                )
             if frame["n"].max() > 50:
                 ax.set_xscale("log")
                 ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             ax.set_xlabel("number of trials n")
             if title:
                 ax.set_title(title)
-            ax.legend(loc="lower right", fontsize="small")
         axes[0].set_ylabel("expected best validation mAP")
+        _figure_legend(fig, axes[:1])
     return fig
 
 

@@ -189,7 +189,6 @@ def render(
 ) -> str:
     """The report's HTML for an :class:`analysis.results.Analysis` (no store access)."""
     from reports import charts, tables
-
     from reports.cards import title
     from reports.roles import roles
 

@@ -87,7 +87,7 @@ def direction_words(key: str, a: str, b: str) -> tuple[str, str]:
 def _value(m: Measure, x: float) -> str:
     if m.key in PERCENT_KEYS and finite(x):
         return f"{100 * x:.1f} %"
-    return number(x, 4 if finite(x) and 0 < abs(x) < 0.01 else 3)
+    return number(x)
 
 
 def _contrast(m: Measure) -> str:
@@ -101,7 +101,7 @@ def _contrast(m: Measure) -> str:
 
 
 def card_labels(c: Comparison, summaries: dict[str, StudySummary], roles: Roles) -> tuple[str, str]:
-    """"ASL", "RAL" inside a card whose header already names the shared mode; the report labels otherwise."""
+    """ "ASL", "RAL" inside a card whose header already names the shared mode; the report labels otherwise."""
     sa, sb = summaries.get(c.a), summaries.get(c.b)
     if sa is not None and sb is not None and sa.space_mode == sb.space_mode:
         known = sa.loss not in ("", "unknown") and sb.loss not in ("", "unknown")
@@ -150,7 +150,7 @@ def measure_rows(
         if not finite(e.value):
             continue
         better = DASH
-        if kind == "ratio" and e.has_ci:
+        if kind == "ratio" and e.has_ci and not c.refusal:
             better = label_b if e.high < 1 else (label_a if e.low > 1 else DASH)
         text = estimate(e, 2 if kind != "difference" else 3)
         rows.append(
@@ -182,7 +182,9 @@ def _evidence(c: Comparison, rows: list[MeasureRow], a: str, b: str, holm: bool)
     return text
 
 
-def cards(comparisons: Sequence[Comparison], summaries: dict[str, StudySummary], settings: dict, roles: Roles) -> list[Card]:
+def cards(
+    comparisons: Sequence[Comparison], summaries: dict[str, StudySummary], settings: dict, roles: Roles
+) -> list[Card]:
     """Verdict cards, the primary comparison first."""
     first = primary_index(comparisons, summaries)
     ordered = list(comparisons)
@@ -215,7 +217,9 @@ def cards(comparisons: Sequence[Comparison], summaries: dict[str, StudySummary],
                 verdict=c.verdict,
                 refusal=c.refusal,
                 fair=c.fair,
-                differences=[f"{d.setting}: {plain(d.value_a)} ({a}) vs {plain(d.value_b)} ({b})" for d in c.differences],
+                differences=[
+                    f"{d.setting}: {plain(d.value_a)} ({a}) vs {plain(d.value_b)} ({b})" for d in c.differences
+                ],
                 measures=rows,
                 study_a=c.a,
                 study_b=c.b,
@@ -225,7 +229,7 @@ def cards(comparisons: Sequence[Comparison], summaries: dict[str, StudySummary],
 
 
 def title(report_cards: Sequence[Card], roles: Roles) -> str:
-    """"RAL vs ASL: hyperparameter sensitivity" from the primary comparison (or the one sweep)."""
+    """ "RAL vs ASL: hyperparameter sensitivity" from the primary comparison (or the one sweep)."""
     if report_cards:
         return f"{report_cards[0].pair}: hyperparameter sensitivity"
     if len(roles.sweeps) == 1:
@@ -233,4 +237,3 @@ def title(report_cards: Sequence[Card], roles: Roles) -> str:
     if roles.sweeps:
         return " vs ".join(roles.label(s) for s in roles.sweeps[:3]) + ": hyperparameter sensitivity"
     return "lossweep report: hyperparameter sensitivity"
-

@@ -110,11 +110,15 @@ def value_columns(analysis: Analysis, sweeps: Sequence[str]) -> tuple[list[tuple
     trials = analysis.trials
     column = figures.FAILURE_AWARE
     if trials.empty or column not in trials:
-        return [("value", "complete trials")], "Diverged trials are left out (this analysis has no failure-aware values)."
+        return [
+            ("value", "complete trials")
+        ], "Diverged trials are left out (this analysis has no failure-aware values)."
     part = trials[trials["study"].astype(str).isin(list(sweeps))]
     diverged = part[(part["status"] == "diverged") & np.isfinite(pd.to_numeric(part[column], errors="coerce"))]
     if diverged.empty:
-        return [("value", "complete trials")], "No swept trial diverged, so failure-aware and survivors-only values coincide."
+        return [
+            ("value", "complete trials")
+        ], "No swept trial diverged, so failure-aware and survivors-only values coincide."
     floors = []
     for name in dict.fromkeys(diverged["study"].astype(str)):
         s = analysis.summaries.get(name)
@@ -190,11 +194,7 @@ def charts(analysis: Analysis, order: Sequence[str], roles: Roles | None = None)
         f"Expected best validation mAP as a function of the number of random trials, with bands, for {names}.",
         "Expected best validation mAP when drawing n trials at random from the study (Dodge et al. 2019), "
         "with its band. "
-        + (
-            "Left: failure-aware (a diverged draw counts at the floor value); right: survivors only. "
-            if basis
-            else ""
-        )
+        + ("Left: failure-aware (a diverged draw counts at the floor value); right: survivors only. " if basis else "")
         + "Dashed horizontal lines are each loss's default configuration (mean over seeds, band ± std): the "
         "height of a curve above its line is what tuning buys. Look at the left end: a loss that reaches "
         "its plateau after few trials needs little tuning.",
@@ -280,7 +280,9 @@ def _medians(trials: pd.DataFrame, order: Sequence[str], labels: dict[str, str] 
         values = pd.to_numeric(done.loc[done["study"].astype(str) == name, "value"], errors="coerce").dropna()
         if len(values):
             q1, q2, q3 = values.quantile([0.25, 0.5, 0.75])
-            parts.append(f"{(labels or {}).get(name, name)}: median {q2:.3f}, quartiles {q1:.3f} to {q3:.3f} over {len(values)} trials")
+            label = (labels or {}).get(name, name)
+            label = label if label == name else f"{label} ({name})"
+            parts.append(f"{label}: median {q2:.3f}, quartiles {q1:.3f} to {q3:.3f} over {len(values)} trials")
     return "; ".join(parts) + "." if parts else ""
 
 

@@ -56,9 +56,8 @@ def _card_markdown(card: Card) -> list[str]:
         for m in card.measures:
             contrast = f"{m.contrast_kind} {m.contrast}".strip() + (f", {m.p}" if m.p else "")
             name = f"**{md(m.name)}** (primary)" if m.primary else md(m.name)
-            lines.append(
-                f"| {name} | {md(m.value_a)} | {md(m.value_b)} | {md(contrast)} | {md(m.better)} | {md(m.method) or DASH} |"
-            )
+            cells = [name, md(m.value_a), md(m.value_b), md(contrast), md(m.better), md(m.method) or DASH]
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
@@ -83,7 +82,9 @@ def _summary_markdown(s: Any, roles: Roles) -> list[str]:
         lines.append(f"- validation mAP ({basis}): {md(stats)}")
     if s.survivor_stats:
         survivors = ", ".join(
-            f"{name} {estimate(s.survivor_stats.get(key))}" for key, name in DISPERSION_COLUMNS if key in s.survivor_stats
+            f"{name} {estimate(s.survivor_stats.get(key))}"
+            for key, name in DISPERSION_COLUMNS
+            if key in s.survivor_stats
         )
         lines.append(f"- survivors only: {md(survivors)}")
         if s.n_diverged:

@@ -80,7 +80,7 @@ def _loss(analysis: Analysis, name: str) -> str:
 
 
 def short_labels(analysis: Analysis, order: Sequence[str]) -> dict[str, str]:
-    """"ASL", "RAL (matched)", "ASL seeds": the loss, plus the space mode where sweeps' modes differ.
+    """ "ASL", "RAL (matched)", "ASL seeds": the loss, plus the space mode where sweeps' modes differ.
 
     Falls back to the study's own name where two studies would get the same label (two ASL sweeps in
     the same mode) or the study was not made by lossweep.
@@ -188,7 +188,7 @@ def comparison_swept(c: Comparison, summaries: dict[str, StudySummary], settings
 
 
 def mode_header(mode: str, swept: Sequence[str]) -> str:
-    """"matched space: γ⁺, γ⁻, τ" / "full space" / "mixed spaces"."""
+    """ "matched space: γ⁺, γ⁻, τ" / "full space" / "mixed spaces"."""
     symbols = ", ".join(symbol(p) for p in swept)
     if mode == "full":
         return "full space"

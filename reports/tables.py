@@ -215,7 +215,8 @@ class SummaryRow:
     divergence_rate: tuple[str, str]
     seed_ratio: tuple[str, str]
     label: str = ""  # the short label figures use
-    basis: str = ""  # "failure-aware (diverged at 0.052)" | "survivors only" | "" (older analyses)
+    basis: str = ""  # "failure-aware" | "survivors" | "" (older analyses)
+    basis_note: str = ""  # "diverged at 0.052": the floor value diverged trials enter at
     survivors: bool = False  # the survivors-only line under a study's failure-aware line
     floor: bool = False  # a seeds-mode study: the noise floor, not a sweep
 
@@ -229,11 +230,8 @@ def dispersion_rows(summaries: Iterable[StudySummary], labels: dict[str, str] | 
     rows = []
     for s in summaries:
         aware = bool(s.survivor_stats)
-        basis = ""
-        if aware:
-            basis = "failure-aware" + (
-                f" (diverged at {number(s.floor_value)})" if math.isfinite(s.floor_value) and s.n_diverged else ""
-            )
+        basis = "failure-aware" if aware else ""
+        note = f"diverged at {number(s.floor_value)}" if aware and math.isfinite(s.floor_value) and s.n_diverged else ""
         base = SummaryRow(
             study=s.name,
             loss=s.loss,
@@ -245,6 +243,7 @@ def dispersion_rows(summaries: Iterable[StudySummary], labels: dict[str, str] | 
             seed_ratio=estimate_parts(s.hp_to_seed_ratio, digits=2),
             label=(labels or {}).get(s.name, s.name),
             basis=basis,
+            basis_note=note,
             floor=s.space_mode == "seeds",
         )
         rows.append(base)
@@ -260,7 +259,7 @@ def dispersion_rows(summaries: Iterable[StudySummary], labels: dict[str, str] | 
                     divergence_rate=("", ""),
                     seed_ratio=("", ""),
                     label=base.label,
-                    basis="survivors only",
+                    basis="survivors",
                     survivors=True,
                     floor=base.floor,
                 )

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis import analyse, figures
-from analysis.results import Comparison, Estimate, Measure
+from analysis.results import Estimate, Measure
 from analysis.testing import StudySpec, build_store
 from reports import charts, roles, tables
 from reports.build import render
@@ -128,7 +128,9 @@ def filled(plain):
                 primary=matched,
                 p_value=0.004 if matched else 0.2,
                 measures=measures if matched else [],
-                refusal="" if matched else "different swept-parameter sets (3 vs 6 dimensions): use `--space-mode matched`",
+                refusal=""
+                if matched
+                else "different swept-parameter sets (3 vs 6 dimensions): use `--space-mode matched`",
             )
         )
     comps.sort(key=lambda c: c.primary)  # the primary comparison last: the report must still lead with it
@@ -190,11 +192,15 @@ def test_cards_lead_with_the_primary_comparison_and_show_measures(plain_analysis
 def test_failure_aware_and_survivor_rows_and_variance_components(plain_analysis):
     text = render(filled(plain_analysis))
     dispersion = section(text, "dispersion")
-    assert "failure-aware (diverged at 0.050)" in dispersion  # asl-matched has diverged trials
-    assert dispersion.count("<td>survivors only</td>") == len(plain_analysis.summaries)
+    assert 'failure-aware<br><span class="ci">diverged at 0.050</span>' in dispersion  # asl-matched diverged
+    assert dispersion.count("<td>survivors</td>") == len(plain_analysis.summaries)
     assert "Hyperparameter variance apart from seed variance" in dispersion
-    assert re.search(r"<td>RAL \(matched\)</td><td class=\"num\">3</td><td class=\"num\">0\.00020 \[0\.00010, 0\.00030\]", dispersion)
-    assert "Left: failure-aware, every diverged trial enters at" in section(text, "distributions")  # the caption says what the left panel is
+    assert re.search(
+        r"<td>RAL \(matched\)</td><td class=\"num\">3</td><td class=\"num\">0\.00020 \[0\.00010, 0\.00030\]", dispersion
+    )
+    assert "Left: failure-aware, every diverged trial enters at" in section(
+        text, "distributions"
+    )  # the caption says what the left panel is
 
 
 def test_older_analyses_degrade_to_the_legacy_contrasts(plain_analysis):
@@ -206,7 +212,7 @@ def test_older_analyses_degrade_to_the_legacy_contrasts(plain_analysis):
     ratio = next(c for c in plain_analysis.comparisons if c.a == "asl-matched").std_ratio
     expected = "less sensitive" if ratio.high < 1 else ("more sensitive" if ratio.low > 1 else "not distinguishable")
     assert expected in re.search(r'<strong class="finding \w+">([^<]+)</strong>', first).group(1).lower()
-    assert "std of validation mAP" in first and "<td>survivors only</td>" not in section(text, "dispersion")
+    assert "std of validation mAP" in first and "<td>survivors</td>" not in section(text, "dispersion")
     assert "<th>values</th>" not in section(text, "dispersion")
 
 
@@ -224,13 +230,13 @@ def test_seed_floors_are_bands_not_rival_violins(plain_analysis):
     assert ticks == ["ASL (full)", "ASL (matched)", "RAL (full)", "RAL (matched)"]
     # The failure-aware panel reaches down to the floor value; the survivors panel does not.
     assert fig.axes[0].get_ylim()[0] <= FLOOR < fig.axes[1].get_ylim()[0]
-    legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
-    assert legend == ["seed floor: the loss's default config, mean ± std over 12 seeds"]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["seed floor: the loss's default config, mean ± std over 12 seeds", "diverged trial (floor value)"]
     ecdf = figures.ecdf(a.trials, r.sweeps, labels=r.labels, floors=bands, columns=columns)
-    names = [t.get_text() for t in ecdf.axes[0].get_legend().get_texts()]
+    names = [t.get_text() for t in ecdf.legends[0].get_texts()]
     assert names == ["ASL (full)", "ASL (matched)", "RAL (full)", "RAL (matched)", "ASL seeds (mean ± std)"]
     eb = figures.expected_best(a.expected_best, r.sweeps, labels=r.labels, floors=bands)
     assert [ax.get_title() for ax in eb.axes] == ["failure-aware", "survivors"]
-    assert "ASL seeds" not in [t.get_text() for t in eb.axes[0].get_legend().get_texts()][:4]
+    assert [t.get_text() for t in eb.legends[0].get_texts()][-1] == "ASL seeds (default config)"
     seeds_mean = a.trials.loc[(a.trials["study"] == "asl-seeds") & (a.trials["status"] == "complete"), "value"].mean()
     assert np.isclose(bands["asl-full"].mean, seeds_mean)
