@@ -552,8 +552,11 @@ def binned_map(
         return f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)
 
     with style():
-        fig = Figure(figsize=(4.4 * len(studies) + 1.2, 4.2), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(1, len(studies), sharey=True, squeeze=False)).ravel()
+        ncols, nrows = _grid_shape(len(studies))
+        fig = Figure(figsize=(4.4 * ncols + 1.2, 4.2 * nrows), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
+        for ax in axes[len(studies) :]:
+            ax.set_visible(False)
         for i, (ax, name) in enumerate(zip(axes, studies)):
             grid = frame[frame["study"].astype(str) == name].pivot_table(
                 index=y, columns=x, values=value, aggfunc="mean"
@@ -565,7 +568,7 @@ def binned_map(
                 vmin=vmin,
                 vmax=vmax,
                 cmap="viridis",
-                cbar=i == len(studies) - 1,
+                cbar=i == len(studies) - 1 or (i + 1) % ncols == 0,
                 cbar_kws={"label": "mean validation mAP"},
                 linewidths=0.3,
                 linecolor="white",
@@ -574,7 +577,7 @@ def binned_map(
             )
             ax.set_title(name)
             ax.set_xlabel(x)
-            ax.set_ylabel(y if i == 0 else "")
+            ax.set_ylabel(y if i % ncols == 0 else "")
             ax.tick_params(axis="x", labelrotation=45)
             ax.tick_params(axis="y", labelrotation=0)
     return fig
@@ -618,8 +621,11 @@ def failure_map(
     if not panels:
         raise NotEnoughData("no study has two swept hyperparameters to place its trials by.")
     with style():
-        fig = Figure(figsize=(4.2 * len(panels) + 0.8, 4.0), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)).ravel()
+        ncols, nrows = _grid_shape(len(panels))
+        fig = Figure(figsize=(4.2 * ncols + 0.8, 4.0 * nrows), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+        for ax in axes[len(panels) :]:
+            ax.set_visible(False)
         for ax, (name, x, y, part) in zip(axes, panels):
             for status, kw in STATUS_STYLE.items():
                 points = part[part["status"] == status]
@@ -643,6 +649,12 @@ def failure_map(
                 ax.set_yscale("log")
             ax.legend(loc="best", fontsize="small", frameon=True)
     return fig
+
+
+def _grid_shape(n: int, max_cols: int = 3) -> tuple[int, int]:
+    """(columns, rows) for ``n`` per-study panels: at most three a row, so text stays legible in the report."""
+    ncols = max(1, min(max_cols, n))
+    return ncols, int(np.ceil(max(n, 1) / ncols))
 
 
 TIERS = ("head", "medium", "tail")
