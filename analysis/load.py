@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import optuna
@@ -24,7 +23,6 @@ import pandas as pd
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-LOSSES = ("bce", "focal", "asl", "hill", "ral")
 STATUSES = ("complete", "diverged", "failed")
 # User attributes kept out of the tidy frame: per-class lists (large) and bookkeeping.
 _LIST_ATTRS = ("val_per_class_ap", "test_per_class_ap", "seeds")
@@ -141,16 +139,17 @@ def _bulk_trials(store: optuna.storages.BaseStorage, study_ids: list[int]) -> di
         return None
 
 
-def _infer_loss(name: str, attrs: dict[str, Any]) -> str:
+def _stored_loss(attrs: dict[str, Any]) -> str:
+    """The loss a study records (docs/store-format.md: its ``loss`` attribute); "unknown" when it has none.
+
+    Never guessed from the study's name: any loss the catalogue knows, a plugin's included, can be
+    studied, so no fixed list of names could tell them apart.
+    """
     loss = attrs.get("loss") or (attrs.get("config") or {}).get("loss")
-    if isinstance(loss, str) and loss:
-        return loss.lower()
-    tokens = re.split(r"[^a-z0-9]+", name.lower())
-    found = [t for t in tokens if t in LOSSES]
-    return found[0] if found else "unknown"
+    return loss.lower() if isinstance(loss, str) and loss else "unknown"
 
 
-def _status(trial: FrozenTrial) -> str:
+def _status(trial: FrozenTrial | _Trial) -> str:
     stored = trial.user_attrs.get("status")
     if trial.state == TrialState.COMPLETE:
         return "complete"
@@ -159,7 +158,7 @@ def _status(trial: FrozenTrial) -> str:
     return "failed"
 
 
-def _fail_reason(trial: FrozenTrial) -> str | None:
+def _fail_reason(trial: FrozenTrial | _Trial) -> str | None:
     reason = trial.user_attrs.get("fail_reason")
     if reason is None and trial.state == TrialState.PRUNED:
         return "pruned"
@@ -172,7 +171,7 @@ def _is_scalar(v: Any) -> bool:
     return v is None or isinstance(v, (int, float, str, bool))
 
 
-def _row(study: LoadedStudy, trial: FrozenTrial) -> dict[str, Any]:
+def _row(study: LoadedStudy, trial: FrozenTrial | _Trial) -> dict[str, Any]:
     attrs = trial.user_attrs
     row: dict[str, Any] = {
         "study": study.name,
@@ -203,7 +202,7 @@ def _row(study: LoadedStudy, trial: FrozenTrial) -> dict[str, Any]:
 
 
 def read_studies(
-    storage: str | optuna.storages.BaseStorage, studies: list[str] | None = None, *, bulk: bool = True
+    storage: str | optuna.storages.BaseStorage | None, studies: list[str] | None = None, *, bulk: bool = True
 ) -> tuple[pd.DataFrame, dict[str, LoadedStudy], str]:
     """The tidy frame, the loaded studies and the redacted store URL (see :func:`load_studies`).
 
@@ -220,7 +219,8 @@ def read_studies(
         unknown = [s for s in studies if s not in frozen]
         if unknown:
             raise ValueError(
-                f"no study named {', '.join(map(repr, unknown))} in {shown}; studies present: {', '.join(sorted(frozen))}"
+                f"no study named {', '.join(map(repr, unknown))} in {shown}; studies present: "
+                f"{', '.join(sorted(frozen))}"
             )
         names = list(dict.fromkeys(studies))
     else:
@@ -231,11 +231,11 @@ def read_studies(
     for name in names:
         fs = frozen[name]
         attrs = dict(fs.user_attrs)
-        config = attrs.get("config") if isinstance(attrs.get("config"), dict) else {}
+        config = got if isinstance(got := attrs.get("config"), dict) else {}
         direction = fs.directions[0].name.lower() if fs.directions else "maximize"
         study = LoadedStudy(
             name=name,
-            loss=_infer_loss(name, attrs),
+            loss=_stored_loss(attrs),
             space_mode=str(config.get("space_mode", "full")),
             direction=direction,
             settings=attrs,
@@ -276,11 +276,12 @@ def _tidy(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     for col in base + ["fail_reason", "seconds", "duration", "design_index", "replicate_values"]:
         if col not in frame:
             frame[col] = pd.Series(dtype=object if col in ("fail_reason", "replicate_values") else float)
-    params = sorted(c for c in frame if c.startswith("param_"))
-    metrics = sorted(c for c in frame if c.startswith(("val_", "test_")))
+    columns = cast(list[str], list(frame.columns))  # the records' keys: strings
+    params = sorted(c for c in columns if c.startswith("param_"))
+    metrics = sorted(c for c in columns if c.startswith(("val_", "test_")))
     known = ["fail_reason", "seconds", "duration", "design_index", "replicate_values"]
     # Other attributes sorted: the order rows come back in differs between databases.
-    rest = known + sorted(c for c in frame if c not in set(base + params + metrics + known))
+    rest = known + sorted(c for c in columns if c not in set(base + params + metrics + known))
     frame = frame[base + params + metrics + rest]
     for col in metrics + ["value", "seconds", "duration"] + params:
         converted = pd.to_numeric(frame[col], errors="coerce")

@@ -21,7 +21,6 @@ both the fastest to embed and the most informative. With a real checkpoint any t
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -78,16 +77,7 @@ def feature_dim(model: nn.Module) -> int:
     """Width of the pooled features the model returns with ``num_classes=0``."""
     # ``num_features`` is the width before timm's "head hidden" layer (e.g. MobileNetV3's conv_head), so
     # prefer ``head_hidden_size`` when the model has one.
-    return int(getattr(model, "head_hidden_size", None) or model.num_features)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes; it identifies the weights in cache keys and in the study record."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return int(getattr(model, "head_hidden_size", None) or model.num_features)  # type: ignore[arg-type]  # timm: an int
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import optuna
 
-from search_spaces import LOSSES, MODES, SearchSpace, get_space
+from search_spaces import MODES, SearchSpace, add_option_flags, get_space, loss_names
 
 from .config import STORE_FORMAT, StudyConfig, add_trial_arguments, setting_differences, trial_config_from_args
 from .design import SAMPLERS, Design, Ledger, grid_levels
@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--loss",
         required=True,
-        help=f"loss to study, or a comma list run one after the other into separate studies; one of {', '.join(LOSSES)}",
+        help="loss to study, or a comma list run one after the other into separate studies; "
+        f"one of {', '.join(loss_names())}",
     )
     study.add_argument(
         "--trials",
@@ -101,13 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--study-name",
         default=None,
         metavar="NAME",
-        help="study name (default: <loss>-<data>-<protocol>-<space mode>, e.g. ral-synthetic-linear-probe-full; with several losses the loss is appended to a given name)",
+        help=(
+            "study name (default: <loss>-<data>-<protocol>-<space mode>, e.g. ral-synthetic-linear-probe-full; "
+            "with several losses the loss is appended to a given name)"
+        ),
     )
     study.add_argument(
         "--sampler",
         choices=SAMPLERS,
         default="qmc",
-        help="qmc: scrambled Sobol design; random: seeded uniform design; grid: full-factorial grid (--trials must be a grid size); tpe: Optuna's TPE (default: qmc)",
+        help=(
+            "qmc: scrambled Sobol design; random: seeded uniform design; grid: full-factorial grid (--trials must "
+            "be a grid size); tpe: Optuna's TPE (default: qmc)"
+        ),
     )
     study.add_argument("--seed", type=int, default=0, help="seed of the design and of training (default: 0)")
     study.add_argument(
@@ -131,15 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--space-mode",
         choices=MODES,
         default="full",
-        help="full: every loss hyperparameter; matched: only the ones ASL and RAL share; seeds: none, the seed-noise study (default: full)",
+        help=(
+            "full: every loss hyperparameter; matched: only the ones ASL and RAL share; seeds: none, the "
+            "seed-noise study (default: full)"
+        ),
     )
     space.add_argument("--nuisance", action="store_true", help="also sweep lr and weight_decay (default: off)")
-    space.add_argument(
-        "--n-alpha", type=int, default=2, metavar="M", help="RAL: polynomial terms on positives (default: 2)"
-    )
-    space.add_argument(
-        "--n-beta", type=int, default=1, metavar="N", help="RAL: polynomial terms on negatives (default: 1)"
-    )
+    add_option_flags(space)
     execution = parser.add_argument_group("execution")
     execution.add_argument(
         "--devices",
@@ -175,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--report",
         default=None,
         metavar="PATH",
-        help=f"write an HTML report of the studies run here (default: none; {DEFAULT_REPORT} when several losses are given)",
+        help=(
+            f"write an HTML report of the studies run here (default: none; {DEFAULT_REPORT} when several losses "
+            "are given)"
+        ),
     )
     output.add_argument(
         "--quiet", action="store_true", help="no progress bar or per-trial lines, only warnings and the summary"
@@ -189,11 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_losses(text: str) -> list[str]:
     losses = [x.strip().lower() for x in text.split(",") if x.strip()]
+    known = loss_names()
     if not losses:
-        raise UsageError("--loss is empty; give one of " + ", ".join(LOSSES))
-    unknown = [x for x in losses if x not in LOSSES]
+        raise UsageError("--loss is empty; give one of " + ", ".join(known))
+    unknown = [x for x in losses if x not in known]
     if unknown:
-        raise UsageError(f"unknown loss {', '.join(map(repr, unknown))}; choose from {', '.join(LOSSES)}")
+        raise UsageError(f"unknown loss {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
     if len(set(losses)) != len(losses):
         raise UsageError(f"--loss names a loss twice: {text}")
     return losses
@@ -227,7 +236,8 @@ def parse_devices(text: str) -> list[str]:
             index = int(x.split(":")[1]) if ":" in x else 0
             if index >= n_gpus:
                 raise UsageError(
-                    f"--devices {x}: this machine has {n_gpus} visible CUDA GPU(s); use cuda:0..cuda:{n_gpus - 1}, auto or cpu"
+                    f"--devices {x}: this machine has {n_gpus} visible CUDA GPU(s); use "
+                    f"cuda:0..cuda:{n_gpus - 1}, auto or cpu"
                     if n_gpus
                     else f"--devices {x}: no CUDA GPU is visible here; use cpu or auto"
                 )
@@ -314,7 +324,8 @@ def make_plans(args: argparse.Namespace) -> list[Plan]:
         raise UsageError(f"--timeout must be positive, got {args.timeout}")
     if args.heartbeat_interval < 1 or args.grace_period <= args.heartbeat_interval:
         raise UsageError(
-            f"need --heartbeat-interval >= 1 and --grace-period > --heartbeat-interval, got {args.heartbeat_interval} and {args.grace_period}"
+            "need --heartbeat-interval >= 1 and --grace-period > --heartbeat-interval, got "
+            f"{args.heartbeat_interval} and {args.grace_period}"
         )
     if args.space is not None and not Path(args.space).is_file():
         raise UsageError(f"--space {args.space}: no such file")
@@ -327,8 +338,7 @@ def make_plans(args: argparse.Namespace) -> list[Plan]:
             loss,
             args.space_mode,
             nuisance=args.nuisance,
-            n_alpha=args.n_alpha,
-            n_beta=args.n_beta,
+            options=dict(args.space_options or ()),
             overrides=args.space,
         )
         config = StudyConfig(
@@ -339,8 +349,6 @@ def make_plans(args: argparse.Namespace) -> list[Plan]:
             seed=args.seed,
             space_mode=args.space_mode,
             nuisance=args.nuisance,
-            n_alpha=args.n_alpha,
-            n_beta=args.n_beta,
             replicates=args.replicates,
             max_retries=args.max_retries,
             space_file=None if args.space is None else str(Path(args.space).resolve()),
@@ -481,7 +489,8 @@ class Runner:
         for slot in range(len(self.slots)):
             self.start(slot)
         progress.log(
-            f"{len(self.slots)} worker(s) on {', '.join(sorted(set(self.slots)))} -> study {self.plan.name!r} in {redact(self.url)}"
+            f"{len(self.slots)} worker(s) on {', '.join(sorted(set(self.slots)))} -> study {self.plan.name!r} "
+            f"in {redact(self.url)}"
         )
         while True:
             try:
@@ -518,7 +527,8 @@ class Runner:
             code = process.exitcode
             why = f"signal {-code}" if code < 0 else f"exit code {code}"
             progress.warn(
-                f"worker {slot} (pid {process.pid}) died ({why}); its trial is failed after --grace-period {self.args.grace_period}s and retried"
+                f"worker {slot} (pid {process.pid}) died ({why}); its trial is failed after --grace-period "
+                f"{self.args.grace_period}s and retried"
             )
             ledger = self.ledger()
             if self.restarts[slot] < MAX_RESTARTS and (ledger.next_free() is not None or ledger.held_by_others()):
@@ -549,7 +559,8 @@ class Runner:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the clean-up
         try:
             progress.warn(
-                "interrupted: stopping workers; running trials are stored as interrupted (rerun the same command to resume)"
+                "interrupted: stopping workers; running trials are stored as interrupted (rerun the same "
+                "command to resume)"
             )
             for process in self.processes.values():
                 if process.is_alive() and process.pid is not None:
@@ -656,7 +667,8 @@ def build_report(url: str, studies: list[str], output: str) -> Path | None:
         raise
     except Exception as exc:  # the studies are safe in the store; `python -m reports.build` can retry
         print(
-            f"{PROG}: warning: no report written ({type(exc).__name__}: {exc}); the studies are in the store, run `python -m reports.build` to retry",
+            f"{PROG}: warning: no report written ({type(exc).__name__}: {exc}); the studies are in the store, "
+            "run `python -m reports.build` to retry",
             file=sys.stderr,
         )
         return None
@@ -716,7 +728,8 @@ def _main(args: argparse.Namespace) -> int:
             return 1
         if outcome in ("timeout", "incomplete"):
             print(
-                f"{PROG}: study {plan.name!r} stopped with {summary.finished} of {plan.config.n_trials} trials ({outcome}); run the same command again to continue",
+                f"{PROG}: study {plan.name!r} stopped with {summary.finished} of {plan.config.n_trials} trials "
+                f"({outcome}); run the same command again to continue",
                 file=sys.stderr,
             )
         print()

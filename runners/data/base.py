@@ -76,7 +76,7 @@ class Split:
             return self.images[i]
         from .csv_manifest import read_image  # deferred: only file-backed splits need Pillow
 
-        return read_image(self.paths[i])
+        return read_image(self.paths[i])  # type: ignore[index]  # a split has images or paths
 
 
 @dataclass
@@ -118,7 +118,7 @@ def hash_arrays(digest: hashlib._Hash, *arrays: np.ndarray) -> None:
     for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
+        digest.update(memoryview(array).cast("B"))  # type: ignore[arg-type]  # ndarray has the buffer protocol
 
 
 def check_dataset(dataset: MultiLabelDataset, source: str) -> MultiLabelDataset:

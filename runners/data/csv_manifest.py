@@ -100,7 +100,7 @@ def _in_threads(function: Callable[[Sequence[str]], list[_T]], items: Sequence[s
         return function(items)
     bounds = np.linspace(0, len(items), 65, dtype=int)
     with ThreadPoolExecutor(_IO_THREADS) as pool:
-        parts = pool.map(function, [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+        parts = pool.map(function, [items[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
     return [x for part in parts for x in part]
 
 
@@ -194,7 +194,8 @@ def _label_values(frame: pd.DataFrame, columns: list[str], source: Path) -> np.n
             i = int(bad[0])
             raise ValueError(
                 f"{source}: {_row(i)}, column {column!r}: label {frame[column].iloc[i]!r} is not binary "
-                f"(allowed: 1, 0, -1 or empty for uncertain){f'; {bad.size} such cells in this column' if bad.size > 1 else ''}"
+                "(allowed: 1, 0, -1 or empty for "
+                f"uncertain){f'; {bad.size} such cells in this column' if bad.size > 1 else ''}"
             )
         out[:, j] = values
     return out
@@ -281,7 +282,7 @@ def load_csv(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset
     Raises:
         ValueError: naming the file, row and column of the first problem found.
     """
-    source = Path(cfg.path)  # DataConfig guarantees a path for the csv data set
+    source = Path(cfg.path)  # type: ignore[arg-type]  # DataConfig guarantees a path for the csv data set
     frame = _read_manifest(source)
     _require_column(frame, cfg.path_column, source, "image path")
     columns = _label_columns(frame, cfg, source)

@@ -43,7 +43,8 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
         missing = [key for key in REQUIRED_KEYS if key not in archive.files]
         if missing:
             raise ValueError(
-                f"{path}: array(s) {missing} not found; the file has {sorted(archive.files)} and needs {list(REQUIRED_KEYS)}"
+                f"{path}: array(s) {missing} not found; the file has {sorted(archive.files)} and needs "
+                f"{list(REQUIRED_KEYS)}"
             )
         wanted = [*REQUIRED_KEYS, *(["class_names"] if "class_names" in archive.files else [])]
         try:
@@ -102,7 +103,7 @@ def load_npz(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset
     Raises:
         ValueError: naming the file and the array (and row / column for a bad label).
     """
-    source = Path(cfg.path)  # DataConfig guarantees a path for the npz data set
+    source = Path(cfg.path)  # type: ignore[arg-type]  # DataConfig guarantees a path for the npz data set
     arrays = _read_archive(source)
     n_classes = arrays["train_labels"].shape[1] if arrays["train_labels"].ndim == 2 else 0
     digest = hashlib.sha256(f"npz-v{FORMAT_VERSION}".encode())
@@ -122,7 +123,7 @@ def load_npz(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset
     names = _class_names(arrays, n_classes, source)
     digest.update("\0".join(names).encode())
     counts = "/".join(str(len(splits[s])) for s in SPLITS)
-    shape = "x".join(str(d) for d in splits["train"].images.shape[1:])
+    shape = "x".join(str(d) for d in splits["train"].images.shape[1:])  # type: ignore[union-attr]  # in memory
     description = (
         f"npz {source.name}: {sum(len(s) for s in splits.values())} images of {shape}, {n_classes} classes, "
         f"uncertain labels -> {cfg.uncertain}, train/val/test {counts}"

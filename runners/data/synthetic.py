@@ -237,8 +237,8 @@ def generate(cfg: DataConfig) -> dict[str, np.ndarray]:
                 f"synthetic: class {c} gets no positive in the {split} split with num_images={cfg.num_images} "
                 f"(it has {counts[c]} in all); use num_images >= {need} or a smaller imbalance_ratio"
             )
-    label_rng, missing_rng, image_seed = np.random.SeedSequence([cfg.seed, GENERATOR_VERSION]).spawn(3)
-    label_rng, missing_rng = np.random.default_rng(label_rng), np.random.default_rng(missing_rng)
+    label_seed, missing_seed, image_seed = np.random.SeedSequence([cfg.seed, GENERATOR_VERSION]).spawn(3)
+    label_rng, missing_rng = np.random.default_rng(label_seed), np.random.default_rng(missing_seed)
     signatures = class_signatures(cfg.num_classes, cfg.signal_strength)
     arrays: dict[str, np.ndarray] = {}
     split_labels = {s: _allot_labels(label_rng, sizes[s], per_split[i]) for i, s in enumerate(("train", "val", "test"))}
@@ -271,7 +271,7 @@ def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds like allow_pickle
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -279,7 +279,8 @@ def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def load_synthetic(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset:
-    """The synthetic data set, generated once per configuration and cached as ``cache_dir/synthetic/<fingerprint>.npz``."""
+    """The synthetic data set, generated once per configuration and cached as
+    ``cache_dir/synthetic/<fingerprint>.npz``."""
     digest = synthetic_fingerprint(cfg)
     path = _cache_path(cache_dir, digest)
     arrays = None
