@@ -424,7 +424,11 @@ def _same_curves(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 
 
 def importances(
-    frame: pd.DataFrame, order: Sequence[str] | None = None, *, labels: Mapping[str, str] | None = None
+    frame: pd.DataFrame,
+    order: Sequence[str] | None = None,
+    *,
+    labels: Mapping[str, str] | None = None,
+    param_labels: Mapping[str, str] | None = None,
 ) -> Figure:
     """Per-hyperparameter importance, one panel per method, bars per study with their intervals."""
     if frame is None or frame.empty or not np.isfinite(pd.to_numeric(frame["mean"], errors="coerce")).any():
@@ -464,7 +468,7 @@ def importances(
                     xerr=err,
                     error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "0.2"},
                 )
-            ax.set_yticks(range(len(params)), params)
+            ax.set_yticks(range(len(params)), [_param(p, param_labels) for p in params])
             ax.set_title(method)
             ax.set_xlabel("importance (share of variance)")
         axes[-1].legend(title="study", loc="lower right")
@@ -478,6 +482,7 @@ def marginals(
     log_params: Collection[str] = (),
     *,
     labels: Mapping[str, str] | None = None,
+    param_labels: Mapping[str, str] | None = None,
 ) -> Figure:
     """Mean validation mAP along each hyperparameter (binned), with intervals: flat curves mean robust.
 
@@ -506,8 +511,8 @@ def marginals(
                     ax.fill_between(
                         part["bin_center"], part["low"], part["high"], color=colors[name], alpha=0.2, linewidth=0
                     )
-            ax.set_title(param)
-            ax.set_xlabel(param)
+            ax.set_title(_param(param, param_labels))
+            ax.set_xlabel(param)  # the stored name, as in the search space table
             if param in log_params and (frame.loc[frame["param"] == param, "bin_center"] > 0).all():
                 ax.set_xscale("log")
         for ax in axes[len(params) :]:
@@ -531,6 +536,7 @@ def binned_map(
     count: str | None = "count",
     *,
     labels: Mapping[str, str] | None = None,
+    param_labels: Mapping[str, str] | None = None,
 ) -> Figure:
     """Heatmap of binned mean validation mAP over two hyperparameters, one panel per study, shared colours.
 
@@ -569,18 +575,19 @@ def binned_map(
                 vmin=vmin,
                 vmax=vmax,
                 cmap="viridis",
-                cbar=i == len(studies) - 1 or (i + 1) % ncols == 0,
-                cbar_kws={"label": "mean validation mAP"},
+                cbar=False,
                 linewidths=0.3,
                 linecolor="white",
                 xticklabels=[label(v) for v in xs],
                 yticklabels=[label(v) for v in ys[::-1]],
             )
             ax.set_title(name)
-            ax.set_xlabel(x)
-            ax.set_ylabel(y if i % ncols == 0 else "")
+            ax.set_xlabel(_param(x, param_labels))
+            ax.set_ylabel(_param(y, param_labels) if i % ncols == 0 else "")
             ax.tick_params(axis="x", labelrotation=45)
             ax.tick_params(axis="y", labelrotation=0)
+        # One colour bar for every panel: the colours are shared.
+        fig.colorbar(axes[0].collections[0], ax=list(axes[: len(studies)]), label="mean validation mAP", shrink=0.9)
     return fig
 
 
@@ -591,6 +598,7 @@ def failure_map(
     log_params: Collection[str] = (),
     *,
     labels: Mapping[str, str] | None = None,
+    param_labels: Mapping[str, str] | None = None,
 ) -> Figure:
     """Where failed and diverged trials lie, against the complete ones, one panel per study.
 
@@ -642,8 +650,8 @@ def failure_map(
                     **kw,
                 )
             ax.set_title(name)
-            ax.set_xlabel(x)
-            ax.set_ylabel(y)
+            ax.set_xlabel(_param(x, param_labels))
+            ax.set_ylabel(_param(y, param_labels))
             if x in log_params and (part[f"param_{x}"] > 0).all():
                 ax.set_xscale("log")
             if y in log_params and (part[f"param_{y}"] > 0).all():
@@ -652,10 +660,17 @@ def failure_map(
     return fig
 
 
+def _param(name: str, param_labels: Mapping[str, str] | None) -> str:
+    """How a figure names a hyperparameter: its symbol with the stored name where given (e.g. "γ⁻ (gamma_neg)")."""
+    return (param_labels or {}).get(name, name)
+
+
 def _grid_shape(n: int, max_cols: int = 3) -> tuple[int, int]:
     """(columns, rows) for ``n`` per-study panels: at most three a row, so text stays legible in the report."""
-    ncols = max(1, min(max_cols, n))
-    return ncols, int(np.ceil(max(n, 1) / ncols))
+    n = max(n, 1)
+    rows = int(np.ceil(n / max_cols))
+    ncols = int(np.ceil(n / rows))  # balanced: 4 panels as 2 x 2, not 3 + 1
+    return ncols, rows
 
 
 TIERS = ("head", "medium", "tail")

@@ -15,7 +15,7 @@ import pandas as pd
 
 from analysis import figures
 from analysis.results import Analysis
-from reports.roles import Roles
+from reports.roles import Roles, symbol
 from reports.roles import roles as make_roles
 from reports.tables import param_specs
 
@@ -158,6 +158,7 @@ def charts(analysis: Analysis, order: Sequence[str], roles: Roles | None = None)
     names = _names([roles.label(s) for s in sweeps]) if sweeps else "no study"
     medians = _medians(trials, sweeps, labels)
     log = log_params(analysis.settings)
+    names_of = param_names(trials)
     bands = floors(analysis, roles)
     columns, basis_sentence = value_columns(analysis, sweeps)
     floor_sentence = _floor_sentence(roles, bands)
@@ -207,7 +208,7 @@ def charts(analysis: Analysis, order: Sequence[str], roles: Roles | None = None)
         "Share of mAP variance attributed to each hyperparameter (per importance method), with intervals. "
         "Look for one parameter dominating: that is the one a user of this loss has to tune; overlapping "
         "error bars mean the ranking is not settled.",
-        lambda: figures.importances(analysis.importances, sweeps, labels=labels),
+        lambda: figures.importances(analysis.importances, sweeps, labels=labels, param_labels=names_of),
     )
     out["marginals"] = _draw(
         "marginals",
@@ -216,7 +217,7 @@ def charts(analysis: Analysis, order: Sequence[str], roles: Roles | None = None)
         "Mean validation mAP over trials in each bin of one hyperparameter (averaging over the others), with "
         "intervals. Flat curves mean the loss is insensitive to that parameter; a sharp peak means it must be "
         "set carefully.",
-        lambda: figures.marginals(analysis.marginals, sweeps, log_params=log, labels=labels),
+        lambda: figures.marginals(analysis.marginals, sweeps, log_params=log, labels=labels, param_labels=names_of),
     )
 
     frame, x, y = _grid(analysis)
@@ -231,7 +232,7 @@ def charts(analysis: Analysis, order: Sequence[str], roles: Roles | None = None)
             "complete trial. ASL's tuning advice is about these two parameters: look for how large the "
             "bright region is, not only how bright its best cell is.",
             lambda: (
-                figures.binned_map(frame, x, y, "mean", sweeps, labels=labels)
+                figures.binned_map(frame, x, y, "mean", sweeps, labels=labels, param_labels=names_of)
                 if frame is not None
                 else _raise("too few complete trials sweep both γ⁻ and τ to bin them.")
             ),
@@ -246,7 +247,7 @@ def charts(analysis: Analysis, order: Sequence[str], roles: Roles | None = None)
         "Each study's trials placed by its two most important hyperparameters. Look for red crosses "
         "clustering: a region where a loss diverges is a region its search space (or the loss) should "
         "exclude; failed (orange) trials scattered at random point to the infrastructure, not the loss.",
-        lambda: figures.failure_map(trials, pairs, sweeps, log_params=log, labels=labels),
+        lambda: figures.failure_map(trials, pairs, sweeps, log_params=log, labels=labels, param_labels=names_of),
     )
 
     out["tiers"] = _draw(
@@ -259,6 +260,12 @@ def charts(analysis: Analysis, order: Sequence[str], roles: Roles | None = None)
         lambda: figures.tier_spread(trials, sweeps, labels=labels),
     )
     return out
+
+
+def param_names(trials: pd.DataFrame) -> dict[str, str]:
+    """ "γ⁻ (gamma_neg)" for every swept parameter with a symbol: figures name both, tables the stored name."""
+    present = [c[len("param_") :] for c in trials.columns if c.startswith("param_")] if not trials.empty else []
+    return {p: f"{symbol(p)} ({p})" for p in present if symbol(p) != p}
 
 
 def log_params(settings: dict) -> set[str]:
