@@ -200,6 +200,23 @@ def _subsample(frame: pd.DataFrame, by: str, limit: int = MAX_POINTS) -> pd.Data
 SURVIVORS = (("value", "complete trials"),)
 
 
+def _value_panels(
+    trials: pd.DataFrame,
+    order: Sequence[str] | None,
+    labels: Mapping[str, str] | None,
+    floors: Mapping[str, Floor] | None,
+    columns: Sequence[tuple[str, str]],
+    what: str,
+) -> tuple[list[tuple[str, pd.DataFrame]], list[str], dict[str, tuple], dict[str, Floor]]:
+    """What the per-trial value figures share: panels, studies (by label), colours and floors."""
+    trials, order = _relabel(trials, order, labels)
+    panels = _panels(trials, columns)
+    if not panels:
+        raise NotEnoughData(f"no complete trial has a validation mAP, so there is no {what} to draw.")
+    studies = _studies(pd.concat([done for _, done in panels]), order)
+    return panels, studies, palette(studies), _floors(floors, labels)
+
+
 def distributions(
     trials: pd.DataFrame,
     order: Sequence[str] | None = None,
@@ -213,13 +230,7 @@ def distributions(
     ``columns`` are (trials column, panel title) pairs, e.g. the failure-aware values beside the
     survivors'; ``floors`` (by study) are drawn as a grey band behind that study's violin.
     """
-    trials, order = _relabel(trials, order, labels)
-    panels = _panels(trials, columns)
-    if not panels:
-        raise NotEnoughData("no complete trial has a validation mAP, so there is no distribution to draw.")
-    studies = _studies(pd.concat([done for _, done in panels]), order)
-    colors = palette(studies)
-    bands = _floors(floors, labels)
+    panels, studies, colors, bands = _value_panels(trials, order, labels, floors, columns, "distribution")
     with style():
         width = max(5.0, 1.5 * len(studies) + 2.0) * (1 if len(panels) == 1 else 0.85)
         fig = Figure(figsize=(width * len(panels), 4.2), layout="constrained")
@@ -316,13 +327,7 @@ def ecdf(
 
     Floors are vertical bands (mean ± std of the default configuration over seeds).
     """
-    trials, order = _relabel(trials, order, labels)
-    panels = _panels(trials, columns)
-    if not panels:
-        raise NotEnoughData("no complete trial has a validation mAP, so there is no ECDF to draw.")
-    studies = _studies(pd.concat([done for _, done in panels]), order)
-    colors = palette(studies)
-    bands = _floors(floors, labels)
+    panels, studies, colors, bands = _value_panels(trials, order, labels, floors, columns, "ECDF")
     with style():
         fig = Figure(figsize=(6.0 * len(panels) + 0.5, 4.0), layout="constrained")
         axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)).ravel()
