@@ -31,6 +31,7 @@ class MeasureRow:
     better: str  # the more robust study's label, or "—"
     method: str
     primary: bool = False
+    sense: str = ""  # "higher is more robust" / "lower is more robust"
 
 
 @dataclass
@@ -130,6 +131,7 @@ def measure_rows(
                 better=better,
                 method=m.method,
                 primary=m.primary,
+                sense="higher is more robust" if m.higher_is_more_robust else "lower is more robust",
             )
         )
     if rows:
@@ -164,6 +166,7 @@ def measure_rows(
                 better=better,
                 method=method,
                 primary=kind == "ratio",
+                sense="lower is more robust" if kind == "ratio" else "",
             )
         )
     return rows

@@ -56,7 +56,7 @@ def test_cards_lead_with_the_primary_comparison_and_show_measures(plain_analysis
     assert "spread (MAD ratio)" in spread and "primary" in spread
     assert re.search(r"0\.021</td><td class=\"num\">0\.012</td>", spread)
     assert "RAL / ASL</span> 0.57 [0.45, 0.71]" in spread and "<td>RAL</td>" in spread
-    assert "permutation test of log MAD ratio" in spread
+    assert "permutation test of log MAD ratio" in spread and "lower is more robust" in spread
     assert "15.0 %" in rows[1] and "0.0 %" in rows[1] and "Boschloo" in rows[1]
     assert "<td>—</td>" in rows[3]  # tunability: no significant difference, so neither is more robust
     assert '<span class="role-badge secondary">secondary (Holm-adjusted)</span>' in second

@@ -108,3 +108,18 @@ def test_publish_on_postgres_and_a_read_only_database_is_one_line(fresh_password
     refused = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
     with pytest.raises(refused):  # the database really refuses writes (the test can fail)
         optuna.create_study(storage=url, study_name="x")
+
+
+def test_delta_reaches_the_analysis_or_the_report_says_it_was_not_used(tmp_path):
+    """``--delta`` goes to ``analysis.analyse`` where it takes one; an older analysis is told to the reader."""
+    import inspect
+
+    from analysis import analyse
+    from reports.build import _analyse
+
+    url = make_store(f"sqlite:///{tmp_path / 'store.db'}", {"asl": "asl", "ral": "ral"}, 8)
+    result = _analyse(url, None, n_boot=N_BOOT, delta=0.05)
+    unused = any("--delta 0.05 was not used" in m for m in result.messages)
+    assert unused == ("delta" not in inspect.signature(analyse).parameters)
+    default = _analyse(url, None, n_boot=N_BOOT, delta=0.01)
+    assert not any("--delta" in m for m in default.messages)
