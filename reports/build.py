@@ -1,11 +1,13 @@
 """``python -m reports.build``: one self-contained HTML report of the studies in a store.
 
-The report leads with the verdict in plain words and then shows the evidence for it: whether the
-comparison is fair, the distributions of validation mAP, dispersion with confidence intervals,
+The report leads with one verdict card per comparison (the primary one first) and then shows the
+evidence for it: whether the comparison is fair, the distributions of validation mAP (seed floors as
+reference bands, failure-aware beside survivors-only), dispersion with confidence intervals,
 expected best mAP against the tuning budget, importances and marginal effects, where failures
 happen, and how the spread splits over head / medium / tail classes. Figures are inline PNGs and the
 CSS is inline, so the file opens from disk with no network; the numbers behind it are written next
-to it as CSV/JSON (``Analysis.write``).
+to it as CSV/JSON (``Analysis.write``). ``--publish`` also writes each study's verdict into its note on
+optuna-dashboard (:mod:`reports.publish`).
 """
 
 from __future__ import annotations
