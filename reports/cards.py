@@ -79,9 +79,9 @@ def direction_words(key: str, a: str, b: str) -> tuple[str, str]:
     if key == "more sensitive":
         return f"{b} is more sensitive to its hyperparameters than {a}", "clear"
     if key == "mixed evidence":
-        return f"Mixed evidence: neither {b} nor {a} is clearly less sensitive", "mixed"
+        return f"Mixed evidence on the sensitivity of {b} and {a}", "mixed"
     if key == "no verdict":
-        return "No verdict: this comparison cannot say which loss is less sensitive", "refused"
+        return f"No verdict on the sensitivity of {b} and {a}", "refused"
     return "Sensitivity not distinguishable on this data", "unclear"
 
 

@@ -22,7 +22,15 @@ SEEDS_MODE = "seeds"
 
 # Settings a sweep and its seeds-mode floor differ in by design (a floor has its own budget, seeds and
 # no search space); every other difference means the floor was measured under other conditions.
-FLOOR_DESIGN_DIFFERENCES = ("n_trials", "space_mode", "sampler", "seed", "nuisance", "finished_trials")
+FLOOR_DESIGN_DIFFERENCES = (
+    "n_trials",
+    "space_mode",
+    "sampler",
+    "seed",
+    "nuisance",
+    "finished_trials",
+    "swept_parameters",
+)
 
 # How a card header and a figure name the hyperparameters (search_spaces' names).
 SYMBOLS = {

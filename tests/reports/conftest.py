@@ -228,4 +228,48 @@ def filled(plain):
 @pytest.fixture(scope="session")
 def filled_analysis(plain_analysis):
     """``plain_analysis`` with the new contract's fields filled by hand (see :func:`filled`)."""
-    return filled(plain_analysis)
+    return filled(legacy(plain_analysis))
+
+
+def legacy(plain):
+    """``plain`` as an analysis from before the failure-aware contract: every new field at its default."""
+    a = dataclasses.replace(plain)
+    a.trials = plain.trials.drop(columns=["value_failure_aware"], errors="ignore")
+    eb = plain.expected_best
+    if "basis" in eb:
+        eb = eb[eb["basis"] != "failure-aware"] if (eb["basis"] == "survivors").any() else eb
+        eb = eb.drop(columns=["basis"])
+    a.expected_best = eb.reset_index(drop=True)
+    a.summaries = {
+        name: dataclasses.replace(
+            s,
+            stats=dict(s.survivor_stats or s.stats),
+            survivor_stats={},
+            floor_value=math.nan,
+            variance_components={},
+            n_replicates=1,
+            sampler="",
+            swept=(),
+        )
+        for name, s in plain.summaries.items()
+    }
+    a.comparisons = [
+        dataclasses.replace(
+            c,
+            direction="not distinguishable",
+            mode="",
+            swept=(),
+            primary=False,
+            p_value=math.nan,
+            measures=[],
+            refusal="",
+        )
+        for c in plain.comparisons
+    ]
+    return a
+
+
+@pytest.fixture(scope="session")
+def legacy_analysis(plain_analysis):
+    """``plain_analysis`` with the new contract's fields at their defaults, as an older analysis reads."""
+    return legacy(plain_analysis)

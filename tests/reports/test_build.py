@@ -124,19 +124,20 @@ def wording_matches_the_verdict(text: str, files) -> str:
         assert WORDS[expected] in paragraph
         for other in {"less sensitive", "more sensitive", "not distinguishable"} - {expected}:
             assert other not in paragraph
-        # The same paragraph states the seed floor and the failure rates.
-        assert "seed noise floor" in paragraph and "trials failed (" in paragraph
+    # The same paragraph states the seed floor and the failure rates.
+    assert "seed noise floor" in paragraph and "trials failed (" in paragraph
     return expected
 
 
 def test_verdict_card_says_the_analysis_direction(pair_report, store, tmp_path):
     clear = wording_matches_the_verdict(pair_report.output.read_text(encoding="utf-8"), files_dir(pair_report.output))
-    # Focal and Hill studies whose mAP is drawn from the same distribution: no clear difference.
+    # Focal and Hill studies, mAP drawn from the same distribution, each sweeping its own hyperparameters:
+    # no direction either way (not distinguishable, or refused where the analysis checks the swept sets).
     url = store({"focal": "focal", "hill": "hill", "asl": "asl"}, 15)
     out = tmp_path / "same.html"
     assert main(["--storage", url, "--studies", "focal,hill", "-o", str(out), "--n-boot", str(N_BOOT)]) == 0
     same = wording_matches_the_verdict(out.read_text(encoding="utf-8"), files_dir(out))
-    assert (clear, same) == ("less sensitive", "not distinguishable")  # both branches were exercised
+    assert clear == "less sensitive" and same in {"not distinguishable", "no verdict"}  # both branches exercised
     # --studies picks only the named studies.
     text = out.read_text(encoding="utf-8")
     assert re.findall(r"<th>(\w+)</th>", section(text, "fairness"))[1:] == ["focal", "hill"]

@@ -79,13 +79,13 @@ def test_failure_aware_and_survivor_rows_and_variance_components(plain_analysis,
     )  # the caption says what the left panel is
 
 
-def test_older_analyses_degrade_to_the_legacy_contrasts(plain_analysis):
-    text = render(plain_analysis)
+def test_older_analyses_degrade_to_the_legacy_contrasts(legacy_analysis):
+    text = render(legacy_analysis)
     assert re.search(r"<h1>RAL vs ASL: hyperparameter sensitivity</h1>", text)
     first = cards_of(text)[0]
     assert "matched space: γ⁺, γ⁻, τ" in first  # the primary is chosen by rule: ASL vs RAL, matched first
     assert 'role-badge secondary">secondary</span>' in cards_of(text)[1]  # no Holm adjustment claimed
-    ratio = next(c for c in plain_analysis.comparisons if c.a == "asl-matched").std_ratio
+    ratio = next(c for c in legacy_analysis.comparisons if c.a == "asl-matched").std_ratio
     expected = "less sensitive" if ratio.high < 1 else ("more sensitive" if ratio.low > 1 else "not distinguishable")
     assert expected in re.search(r'<strong class="finding \w+">([^<]+)</strong>', first).group(1).lower()
     assert "std of validation mAP" in first and "<td>survivors</td>" not in section(text, "dispersion")
