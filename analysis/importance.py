@@ -1,14 +1,16 @@
 """Which hyperparameters move validation mAP: fANOVA and PED-ANOVA (optuna.importance), with intervals.
 
 Neither evaluator gives an interval, and fANOVA's random forest changes from call to call (optuna
-#1199, #2757), so both are re-evaluated on resamples of the trials: the interval covers which trials
-happened to be run and, for fANOVA, the forest's seed (each resample has its own). The resamples are
-random subsets of 63.2 % of the trials drawn without replacement (the share of distinct trials in a
-bootstrap resample) rather than bootstrap resamples, because duplicated trials bias both methods
-(spiky Parzen estimates in PED-ANOVA, pure leaves in the forest); intervals from smaller subsets are
-somewhat wider than the full-data uncertainty, i.e. conservative. Importances are shares bounded
-below by 0 and smaller subsets see more noise, so for a parameter that hardly matters the interval can
-sit just above a point estimate near 0 (reports clip such error bars at the point).
+#1199, #2757), so both are re-evaluated on subsamples of the trials: the interval covers which
+trials happened to be run and, for fANOVA, the forest's seed (each subsample has its own). The
+subsamples are random subsets of a share f = 0.632 of the trials drawn without replacement
+(duplicated trials, as in a bootstrap resample, bias both methods: spiky Parzen estimates in
+PED-ANOVA, pure leaves in the forest). A subsample of m = f n trials varies more than the full
+sample does: for a smooth statistic Var(θ_m) ≈ σ² (1/m − 1/n), so the subsample deviations are
+rescaled by √(f / (1 − f)) to the full-sample scale (Politis, Romano & Wolf 1999, ch. 2). With the
+few subsamples fANOVA's cost allows (12 by default), empirical 2.5 / 97.5 % quantiles would be
+unstable, so the interval is θ̂ ± t(0.975, B − 1) · sd(θ*) · √(f / (1 − f)) — the t quantile
+accounts for estimating the sd from B subsamples — clipped to [0, 1] (importances are shares).
 The point estimate is fANOVA's mean over several forest seeds on all trials (``spread`` is their
 std) and PED-ANOVA's value on all trials (it is deterministic).
 
@@ -36,6 +38,7 @@ from collections.abc import Container
 import numpy as np
 import optuna
 import pandas as pd
+import scipy.stats
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -48,7 +51,7 @@ MIN_TRIALS = 5
 COLUMNS = ["study", "param", "method", "mean", "low", "high", "spread", "n_trials"]
 
 
-SUBSAMPLE_SHARE = 0.632  # the expected share of distinct trials in a bootstrap resample
+SUBSAMPLE_SHARE = 0.632  # share of the trials in each subsample (as many distinct trials as a bootstrap resample)
 
 
 class _GivenTrials(optuna.Study):
@@ -205,15 +208,19 @@ def param_importances(
         )
         ped_boot.append(_evaluate(resampled, optuna.importance.PedAnovaImportanceEvaluator(), names))
 
-    def interval(boot: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    share = size / n
+
+    def interval(point: np.ndarray, boot: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         if len(boot) < 2:
             nan = np.full(len(names), np.nan)
             return nan, nan
-        return tuple(np.quantile(np.array(boot), [0.025, 0.975], axis=0))
+        sd = np.std(np.array(boot), axis=0, ddof=1) * np.sqrt(share / (1 - share))
+        half = scipy.stats.t.ppf(0.975, len(boot) - 1) * sd
+        return np.clip(point - half, 0.0, 1.0), np.clip(point + half, 0.0, 1.0)
 
-    f_low, f_high = interval(fanova_boot)
-    p_low, p_high = interval(ped_boot)
     f_mean, f_spread = fanova_points.mean(axis=0), fanova_points.std(axis=0, ddof=1)
+    f_low, f_high = interval(f_mean, fanova_boot)
+    p_low, p_high = interval(ped_point, ped_boot)
     for i, name in enumerate(names):
         rows.append([study_name, name, "fanova", f_mean[i], f_low[i], f_high[i], f_spread[i], n])
         rows.append([study_name, name, "ped-anova", ped_point[i], p_low[i], p_high[i], np.nan, n])

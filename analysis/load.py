@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import numpy as np
 import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution
@@ -317,18 +316,3 @@ def load_studies(
     """
     frame, loaded, _ = read_studies(storage, studies)
     return frame, {name: study.settings for name, study in loaded.items()}
-
-
-def dumps(value: Any) -> str:
-    """JSON text for a cell of the tidy frame (lists), NaN written as null."""
-
-    def fix(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, (np.floating, np.integer)):
-            return fix(v.item())
-        if isinstance(v, list):
-            return [fix(x) for x in v]
-        return v
-
-    return json.dumps(fix(value))
