@@ -85,16 +85,22 @@ def direction_words(key: str, a: str, b: str) -> tuple[str, str]:
     return "Sensitivity not distinguishable on this data", "unclear"
 
 
+def _digits(m: Measure) -> int:
+    """3 decimals, 4 where a value or bound is below 0.01 (mAP gaps of a few thousandths), never 1e-4 notation."""
+    values = (m.value_a, m.value_b, m.contrast.value, m.contrast.low, m.contrast.high)
+    return 4 if any(finite(v) and 0 < abs(v) < 0.01 for v in values) else 3
+
+
 def _value(m: Measure, x: float) -> str:
     if m.key in PERCENT_KEYS and finite(x):
         return f"{100 * x:.1f} %"
-    return number(x)
+    return number(x, _digits(m))
 
 
 def _contrast(m: Measure) -> str:
     if m.key in PERCENT_KEYS and m.kind == "difference":
         return estimate(m.contrast, percent=True).replace(" %", " pp", 1).replace(" %]", "]")
-    digits = 2 if m.kind == "ratio" else 3
+    digits = 2 if m.kind == "ratio" else _digits(m)
     if m.kind == "difference" and finite(m.contrast.value):
         text = estimate(m.contrast, digits)
         return ("+" + text) if m.contrast.value > 0 else text

@@ -119,16 +119,18 @@ def value_columns(analysis: Analysis, sweeps: Sequence[str]) -> tuple[list[tuple
         return [
             ("value", "complete trials")
         ], "No swept trial diverged, so failure-aware and survivors-only values coincide."
-    floors = []
+    floors, sources = [], []
     for name in dict.fromkeys(diverged["study"].astype(str)):
         s = analysis.summaries.get(name)
         if s is not None and np.isfinite(s.floor_value):
             floors.append(f"{name} {s.floor_value:.3f}")
+            sources.append(s.floor_source or "the chance-level mAP of the validation split")
     at = f" ({', '.join(floors)})" if floors else ""
+    source = "; ".join(dict.fromkeys(sources)) or "a documented floor"
     return (
         [(column, "failure-aware: diverged trials at the floor value"), ("value", "survivors only")],
-        f"Left: failure-aware, every diverged trial enters at its study's floor value{at}, the chance-level mAP "
-        "of the validation split; right: survivors only (complete trials).",
+        f"Left: failure-aware, every diverged trial enters at its study's floor value{at}, {source}; "
+        "right: survivors only (complete trials).",
     )
 
 

@@ -88,7 +88,8 @@ def _summary_markdown(s: Any, roles: Roles) -> list[str]:
         )
         lines.append(f"- survivors only: {md(survivors)}")
         if s.n_diverged:
-            lines.append(f"- diverged trials enter the failure-aware figures at mAP {number(s.floor_value)}")
+            source = f" ({md(s.floor_source)})" if getattr(s, "floor_source", "") else ""
+            lines.append(f"- diverged trials enter the failure-aware figures at mAP {number(s.floor_value)}{source}")
     lines.append(f"- divergence rate {md(estimate(s.divergence_rate, percent=True))}")
     if s.seed_floor_std is not None:
         lines.append(f"- seed noise floor: std {number(s.seed_floor_std, 4)}")
