@@ -9,8 +9,9 @@ Rule (README "Verdict"), applied by :func:`decide`:
    zero spread in either study (no interval, no direction).
 2. Otherwise the **primary measure** decides: σ_hp ratio when both studies have R ≥ 2 replicate
    seeds (gated by the spread test, analysis.compare.gate), else the failure-aware spread ratio
-   (analysis.spread, gated by Brown–Forsythe). Not significant at 5 % (Holm-
-   adjusted for a secondary comparison): "not distinguishable".
+   (analysis.spread, gated by Brown–Forsythe). Not significant at the primary level
+   ``PRIMARY_ALPHA`` = 2.5 % two-sided (Holm-adjusted for a secondary comparison; why 2.5 % and not
+   5 %: analysis.spread): "not distinguishable".
 3. Significant: "less sensitive" / "more sensitive" from the estimate's direction, unless a
    secondary measure (divergence rate, near-best fraction, tunability, expected-best area, or the
    spread ratio when σ_hp is primary) significantly favours the other study at 5 %: then
@@ -24,8 +25,10 @@ import math
 
 from analysis.fairness import describe
 from analysis.results import Comparison, Difference, Estimate, Measure, StudySummary
+from analysis.spread import ALPHA as PRIMARY_ALPHA
 from analysis.stats import MIN_TRIALS
 
+# Secondary measures are read at 5 %: a contradiction found more easily can only withdraw a claim.
 ALPHA = 0.05
 TPE_REFUSAL = "not a sensitivity design: use qmc, random or grid"
 
@@ -34,8 +37,10 @@ def _num(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
-def _ci(e: Estimate, digits: int = 3) -> str:
-    return f"95 % CI {_num(e.low, digits)}–{_num(e.high, digits)}" if e.has_ci else "no interval"
+def _ci(e: Estimate, digits: int = 3, level: float = ALPHA) -> str:
+    if not e.has_ci:
+        return "no interval"
+    return f"{100 * (1 - level):g} % CI {_num(e.low, digits)}–{_num(e.high, digits)}"
 
 
 def _p(p: float) -> str:
@@ -55,14 +60,17 @@ def seed_command(loss: str) -> str:
     return f"python -m study.run --loss {loss if loss != 'unknown' else '<loss>'} --space-mode seeds --trials 30"
 
 
-def significant(p: float) -> bool:
-    return math.isfinite(p) and p < ALPHA
+def significant(p: float, level: float = ALPHA) -> bool:
+    return math.isfinite(p) and p < level
 
 
 def better(m: Measure, p: float | None = None) -> str | None:
-    """ "a" or "b": the study more robust on ``m`` when its test is significant, else None."""
+    """ "a" or "b": the study more robust on ``m`` when its test is significant, else None.
+
+    The primary measure is read at ``PRIMARY_ALPHA``, every other one at ``ALPHA``.
+    """
     p = m.p_value if p is None else p
-    if not significant(p) or not math.isfinite(m.contrast.value):
+    if not significant(p, PRIMARY_ALPHA if m.primary else ALPHA) or not math.isfinite(m.contrast.value):
         return None
     up = m.contrast.value > (1.0 if m.kind == "ratio" else 0.0)
     if m.contrast.value == (1.0 if m.kind == "ratio" else 0.0):
@@ -142,7 +150,7 @@ def write_verdict(
     if primary is not None and math.isfinite(primary.contrast.value):
         parts.append(
             f"Across {counts} (diverged trials at the floor), {name_b}'s {primary.name} was "
-            f"{primary.contrast.value:.2f}x {name_a}'s ({_ci(primary.contrast, 2)}; {primary.method}, "
+            f"{primary.contrast.value:.2f}x {name_a}'s ({_ci(primary.contrast, 2, PRIMARY_ALPHA)}; {primary.method}, "
             f"{_p(comp.p_value)})."
         )
     else:
