@@ -30,18 +30,17 @@ grows with its number of leaves.
 
 from __future__ import annotations
 
-import copy
 import datetime
 import warnings
-from collections.abc import Container
 
 import numpy as np
 import optuna
 import pandas as pd
 import scipy.stats
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from study.optuna_internals import FixedTrialsStudy
 
 FANOVA_TREES = 16
 FANOVA_DEPTH = 6
@@ -54,34 +53,10 @@ COLUMNS = ["study", "param", "method", "mean", "low", "high", "spread", "n_trial
 SUBSAMPLE_SHARE = 0.632  # share of the trials in each subsample (as many distinct trials as a bootstrap resample)
 
 
-class _GivenTrials(optuna.Study):
-    """A maximised study reading a fixed list of trials: what ``optuna.importance`` evaluates.
-
-    The evaluators only read trials through :meth:`optuna.Study.get_trials` (and the study's
-    direction). Adding the trials to an in-memory study instead deep-copies every one of them, which
-    was a third of the importance time at 1,000 trials and 12 resamples; a resample here is a list
-    slice. tests/analysis/test_importance.py checks that the importances equal those of a real study.
-    """
-
-    def __init__(self, trials: list[FrozenTrial]) -> None:
-        storage = optuna.storages.InMemoryStorage()
-        verbosity = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" per resample
-        try:
-            study_id = storage.create_new_study([StudyDirection.MAXIMIZE])
-        finally:
-            optuna.logging.set_verbosity(verbosity)
-        super().__init__(study_name=storage.get_study_name_from_id(study_id), storage=storage)
-        self._given = trials
-
-    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        trials = [t for t in self._given if states is None or t.state in states]
-        return copy.deepcopy(trials) if deepcopy else trials
-
-    def _get_trials(
-        self, deepcopy: bool = True, states: Container[TrialState] | None = None, use_cache: bool = False
-    ) -> list[FrozenTrial]:
-        return self.get_trials(deepcopy=deepcopy, states=states)
+# A maximised study reading a fixed list of trials: what ``optuna.importance`` evaluates (a resample
+# is a list slice, not a deep copy of every trial). tests/analysis/test_importance.py checks that the
+# importances equal those of a real study.
+_GivenTrials = FixedTrialsStudy
 
 
 _EPOCH = datetime.datetime(2000, 1, 1)  # finished trials need timestamps; the evaluators ignore them

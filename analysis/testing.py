@@ -256,12 +256,14 @@ def bulk_add_trials(storage: optuna.storages.RDBStorage, study_name: str, trials
     Hand-written because ``add_trials`` goes through the ORM row by row, one upsert per user
     attribute (40-60 ms a trial here: 10+ minutes for the report benchmark's 10,000 trials). This
     writes exactly the rows ``add_trials`` writes, through Optuna's own table definitions and value
-    encodings (``optuna.storages._rdb.models``), for finished single-objective trials without
-    intermediate values or system attributes; tests/analysis/test_testing.py compares the two
-    stores field by field. The trials are numbered after those the study already has.
+    encodings (``optuna.storages._rdb.models``, through ``study.optuna_internals``; ``add_trials``
+    itself where those are missing), for finished single-objective trials without intermediate
+    values or system attributes; tests/analysis/test_testing.py compares the two stores field by
+    field. The trials are numbered after those the study already has.
     """
     from optuna.distributions import distribution_to_json
-    from optuna.storages._rdb import models
+
+    from study.optuna_internals import rdb_models
 
     for t in trials:
         multi_objective = t.values is not None and len(t.values) != 1
@@ -271,6 +273,10 @@ def bulk_add_trials(storage: optuna.storages.RDBStorage, study_name: str, trials
                 f"values or system attributes; trial {t.number} is not one: use Study.add_trials"
             )
     if not trials:
+        return
+    models: Any = rdb_models()
+    if models is None:  # Optuna's models changed: the public API writes the same rows, slowly
+        optuna.load_study(study_name=study_name, storage=storage).add_trials(trials)
         return
     study_id = storage.get_study_id_from_name(study_name)
     trials_t = models.TrialModel.__table__
