@@ -21,7 +21,6 @@ both the fastest to embed and the most informative. With a real checkpoint any t
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from .config import DEFAULT_BACKBONE  # noqa: F401  (re-exported: the default lives with the settings)
+from .data.base import file_sha256  # noqa: F401  (re-exported: checkpoints are identified by it)
 
 # Prefixes that wrappers add to parameter names: DistributedDataParallel / DataParallel, torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -79,15 +79,6 @@ def feature_dim(model: nn.Module) -> int:
     # ``num_features`` is the width before timm's "head hidden" layer (e.g. MobileNetV3's conv_head), so
     # prefer ``head_hidden_size`` when the model has one.
     return int(getattr(model, "head_hidden_size", None) or model.num_features)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes; it identifies the weights in cache keys and in the study record."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
