@@ -8,6 +8,8 @@ to JSON unchanged. This module must not import torch: ``study`` imports it in th
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -193,3 +195,35 @@ class TrialConfig:
         if unknown:
             raise ValueError(f"unknown trial settings: {sorted(unknown)}")
         return cls(data=DataConfig(**data), train=TrainConfig(**train), **d)
+
+
+# -- command-line flags of these settings (study.run and runners.embed generate theirs from the fields) --
+
+
+def cli_flag(path: str) -> str:
+    """Command-line flag of a trial setting: data fields get a ``--data-`` prefix, the rest none."""
+    if path == "data.name":
+        return "--data"
+    section, _, name = path.rpartition(".")
+    prefix = "data-" if section == "data" else ""
+    return "--" + prefix + name.replace("_", "-")
+
+
+def cli_type(hint: Any) -> tuple[Any, list[str] | None]:
+    """(type converter, choices) for a field's type hint."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        inner_type, choices = cli_type(next(a for a in args if a is not type(None)))
+
+        def optional(text: str) -> Any:
+            return None if text.lower() in ("none", "") else inner_type(text)
+
+        return optional, choices
+    if origin is Literal:
+        return str, list(args)
+    if origin is tuple:
+        return lambda text: tuple(s.strip() for s in text.split(",") if s.strip()), None
+    if hint is bool:
+        return lambda text: text.lower() in ("1", "true", "yes", "on"), None
+    return hint, None

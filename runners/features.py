@@ -9,6 +9,9 @@ A linear-probe study runs hundreds of trials on the same embeddings, so embeddin
 2. in memory, per process, as standardised tensors on the trial's device (:func:`load_features`),
    so that the second and later trials of a worker cost only the head's training.
 
+A ``features`` data set (``--data features``) already holds its embeddings: they skip the backbone and
+the disk cache (the file is its own cache) and get the same standardisation and in-memory cache.
+
 A random-init backbone is initialised with a fixed seed (:data:`BACKBONE_INIT_SEED`): the frozen
 feature extractor is part of the experimental setup, not of a trial's seed, and every process must
 compute the same embeddings for the same key.
@@ -137,13 +140,20 @@ def load_features(
     progress: bool = True,
 ) -> FeatureSet:
     """Standardised embeddings (train-split mean and std) as tensors on ``device``, memoised per process."""
-    precision = embedding_precision(device, amp)
-    key = embedding_key(dataset.fingerprint, backbone, checkpoint_sha256(checkpoint), int(image_size), precision)
+    from_file = bool(getattr(dataset, "has_features", False))
+    if from_file:  # precomputed: neither backbone nor checkpoint nor precision is involved
+        key = f"{dataset.fingerprint[:16]}/features-file"
+    else:
+        precision = embedding_precision(device, amp)
+        key = embedding_key(dataset.fingerprint, backbone, checkpoint_sha256(checkpoint), int(image_size), precision)
     memo_key = (key, str(device), os.path.abspath(cache_dir))
     if memo_key in _memory_cache:
         _memory_cache.move_to_end(memo_key)
         return _memory_cache[memo_key]
-    raw = compute_embeddings(
+    if from_file:
+        raw = {name: getattr(dataset, name).features for name in SPLITS}
+    else:
+        raw = compute_embeddings(
         dataset,
         backbone=backbone,
         checkpoint=checkpoint,
@@ -152,9 +162,9 @@ def load_features(
         device=device,
         batch_size=batch_size,
         amp=amp,
-        num_workers=num_workers,
-        progress=progress,
-    )
+            num_workers=num_workers,
+            progress=progress,
+        )
     mean, std = standardisation(raw["train"])
     splits = {}
     for name in SPLITS:

@@ -282,6 +282,7 @@ class Plan:
             "data_fingerprint": str(prepared.fingerprint),
             "class_names": list(prepared.class_names),
             "train_positives": [int(x) for x in prepared.train_positives],
+            "data_source": prepared.dataset.record(),
             "versions": versions(),
         }
 
@@ -695,6 +696,8 @@ def _main(args: argparse.Namespace) -> int:
         dataclasses.replace(first, device=devices[0], num_threads=first.num_threads or threads_per_worker(1)),
         progress=not args.quiet,
     )
+    if not args.quiet:
+        print(prepared.dataset.summary(), flush=True)
 
     storage = open_storage(url, heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period)
     attrs = {plan.name: plan.attrs(prepared) for plan in plans}

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +135,14 @@ class MultiLabelDataset:
             line += f"; left out as metadata: {', '.join(left_out) if left_out else 'none'}"
         return line
 
+    def summary(self) -> str:
+        """What a run prints when it starts: the data set and the classes it found (two lines)."""
+        return f"data     {self.description}\nclasses  {self.classes_summary()}"
+
+    def record(self) -> dict[str, Any]:
+        """The ``data_source`` study attribute: the source facts plus the class count and description."""
+        return {**self.source_info, "num_classes": self.num_classes, "description": self.description}
+
 
 def fingerprint(*parts: Any) -> str:
     """SHA-256 hex digest of JSON-serialisable parts (dicts are key-sorted, so order never matters)."""
@@ -192,3 +202,17 @@ def check_dataset(dataset: MultiLabelDataset, source: str) -> MultiLabelDataset:
                 + "; drop it (label_columns), merge splits, or re-split with a seed"
             )
     return dataset
+
+
+def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see a partial file,
+    and two processes generating at once simply replace one complete file with an identical one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ from scipy.special import expit
 
 from ..config import DataConfig
 from . import cxr_lt
-from .base import MultiLabelDataset, Split, check_dataset, fingerprint
+from .base import MultiLabelDataset, Split, check_dataset, fingerprint, write_npz_atomic
 
 GENERATOR_VERSION = 2  # bump when the generated contents change, so old caches are not reused
 SHAPES = ("blob", "ring", "bar", "grating", "square", "speckle", "dark-blob")
@@ -305,20 +304,6 @@ def _cache_path(cache_dir: str | os.PathLike, digest: str) -> Path:
     return Path(cache_dir) / "synthetic" / f"{digest}.npz"
 
 
-def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see a partial file,
-    and two processes generating at once simply replace one complete file with an identical one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _reshaped(cfg: DataConfig) -> str:
     parts = [f"imbalance {cfg.imbalance_ratio:g}"] if cfg.imbalance_ratio is not None else []
     parts += [f"{cfg.labels_per_image:g} labels/image"] if cfg.labels_per_image is not None else []
@@ -338,7 +323,7 @@ def load_synthetic(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelD
             warnings.warn(f"synthetic cache {path} is unreadable ({error}); regenerating it", stacklevel=2)
     if arrays is None:
         arrays = generate(cfg)
-        _write_atomic(path, arrays)
+        write_npz_atomic(path, arrays)
     names = class_names(cfg)
     splits = {
         s: Split(
@@ -355,5 +340,11 @@ def load_synthetic(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelD
         f"CXR-LT 2023 classes and priors{_reshaped(cfg)}, "
         f"{cfg.missing_rate:.0%} train positives missing, seed {cfg.seed}, train/val/test {sizes}"
     )
-    dataset = MultiLabelDataset(class_names=names, fingerprint=digest, description=description, **splits)
+    dataset = MultiLabelDataset(
+        class_names=names,
+        fingerprint=digest,
+        description=description,
+        source_info={"source": "synthetic", "class_priors": "CXR-LT 2023 (runners/data/cxr_lt.py)"},
+        **splits,
+    )
     return check_dataset(dataset, "synthetic")
