@@ -97,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-images", type=int, default=DataConfig.num_images)
     parser.add_argument("--image-size", type=int, default=DataConfig.image_size)
     parser.add_argument(
-        "--imbalance-ratio", type=float, default=None, help="default: CXR-LT 2023 priors (164); lower it for small --num-images"
+        "--imbalance-ratio",
+        type=float,
+        default=None,
+        help="default: CXR-LT 2023 priors (164); lower it for small --num-images",
     )
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--backbones", nargs="+", default=list(CANDIDATES))

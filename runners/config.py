@@ -80,7 +80,8 @@ class DataConfig:
             (self.image_size >= 8, f"image_size must be >= 8, got {self.image_size}"),
             (
                 2 <= self.num_classes <= 26,
-                f"num_classes must be in 2..26 (the synthetic set has the 26 CXR-LT 2023 classes), got {self.num_classes}",
+                f"num_classes must be in 2..26 (the synthetic set has the 26 CXR-LT 2023 classes), "
+                f"got {self.num_classes}",
             ),
             (self.num_images >= 10, f"num_images must be >= 10, got {self.num_images}"),
             (0 <= self.missing_rate < 1, f"missing_rate must be in [0, 1), got {self.missing_rate}"),
@@ -175,7 +176,8 @@ class TrialConfig:
                 ),
                 (
                     self.data.name != "features" or self.protocol == "linear-probe",
-                    f"--data features holds embeddings, not images: it needs --protocol linear-probe, not {self.protocol}",
+                    "--data features holds embeddings, not images: it needs --protocol linear-probe, "
+                    f"not {self.protocol}",
                 ),
             ]
         )

@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=128, help="images per forward pass (default: 128)")
     parser.add_argument("--loader-workers", type=int, default=0, help="DataLoader processes (default: 0)")
     parser.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--cache-dir", default=".lossweep-cache", help="data and embedding cache (default: .lossweep-cache)")
+    parser.add_argument(
+        "--cache-dir", default=".lossweep-cache", help="data and embedding cache (default: .lossweep-cache)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
     group = parser.add_argument_group("data set (runners.config.DataConfig; as python -m study.run)")
     hints = typing.get_type_hints(DataConfig)

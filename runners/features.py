@@ -154,14 +154,14 @@ def load_features(
         raw = {name: getattr(dataset, name).features for name in SPLITS}
     else:
         raw = compute_embeddings(
-        dataset,
-        backbone=backbone,
-        checkpoint=checkpoint,
-        image_size=image_size,
-        cache_dir=cache_dir,
-        device=device,
-        batch_size=batch_size,
-        amp=amp,
+            dataset,
+            backbone=backbone,
+            checkpoint=checkpoint,
+            image_size=image_size,
+            cache_dir=cache_dir,
+            device=device,
+            batch_size=batch_size,
+            amp=amp,
             num_workers=num_workers,
             progress=progress,
         )

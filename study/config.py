@@ -12,7 +12,7 @@ import hashlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from runners.config import DataConfig, TrainConfig, TrialConfig
 from runners.config import cli_flag as _flag
@@ -35,8 +35,14 @@ EXECUTION_ONLY = {
 RESUMABLE = {"n_trials", "max_retries", "space_file"}
 
 _HELP: dict[str, str] = {
-    "data.name": "data set: synthetic (built-in CXR-LT look-alike, no files), csv (manifests + image folder), npz (MedMNIST-style archive), features (precomputed embeddings .npz; linear probe only)",
-    "data.path": "csv: a manifest, a comma list of them or their folder (split from each file's name: train*, dev*/development*/val*, test*); npz/features: the .npz file",
+    "data.name": (
+        "data set: synthetic (built-in CXR-LT look-alike, no files), csv (manifests + image folder), "
+        "npz (MedMNIST-style archive), features (precomputed embeddings .npz; linear probe only)"
+    ),
+    "data.path": (
+        "csv: a manifest, a comma list of them or their folder (split from each file's name: train*, "
+        "dev*/development*/val*, test*); npz/features: the .npz file"
+    ),
     "data.image_root": "folder the CSV's path column is relative to (default: each manifest's folder)",
     "data.image_size": "side of the square images fed to the backbone",
     "data.num_classes": "synthetic: number of CXR-LT 2023 classes (fewer: a subset spread over head and tail)",
@@ -45,7 +51,10 @@ _HELP: dict[str, str] = {
     "data.labels_per_image": "synthetic: mean positive labels per image ('none' = CXR-LT 2023's, 2.40)",
     "data.missing_rate": "synthetic: share of training positives dropped (missing findings)",
     "data.signal_strength": "synthetic: multiplies every class's contrast (< 1 harder, > 1 easier)",
-    "data.group_column": "csv: column (e.g. a patient id) whose rows stay in one carved split; auto = subject_id when present, none = no grouping",
+    "data.group_column": (
+        "csv: column (e.g. a patient id) whose rows stay in one carved split; "
+        "auto = subject_id when present, none = no grouping"
+    ),
     "data.path_column": "csv: column holding image paths; auto = path, else fpath",
     "data.label_columns": "csv: comma-separated label columns (default: every 0/1 column)",
     "data.split_column": "csv: column holding train/val/test (used when present)",

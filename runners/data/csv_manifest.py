@@ -134,7 +134,7 @@ def _in_threads(function: Callable[[Sequence[str]], list[_T]], items: Sequence[s
         return function(items)
     bounds = np.linspace(0, len(items), 65, dtype=int)
     with ThreadPoolExecutor(_IO_THREADS) as pool:
-        parts = pool.map(function, [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+        parts = pool.map(function, [items[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
     return [x for part in parts for x in part]
 
 
@@ -216,13 +216,13 @@ def read_manifests(path_text: str) -> Manifest:
     file_split = None
     if len(files) > 1:
         codes = [split_of_file(f) for f in files]
-        unknown = [f.name for f, c in zip(files, codes) if c is None]
+        unknown = [f.name for f, c in zip(files, codes, strict=True) if c is None]
         if unknown:
             raise ValueError(
                 f"{name}: cannot tell the split of {', '.join(unknown)} from the file name; name each manifest "
                 "train*, dev* / development* / val* / valid* or test* (or pass one manifest with a split column)"
             )
-        file_split = np.concatenate([np.full(len(fr), c, np.int8) for fr, c in zip(frames, codes)])
+        file_split = np.concatenate([np.full(len(fr), c, np.int8) for fr, c in zip(frames, codes, strict=True)])
     return Manifest(
         frame=pd.concat(frames, ignore_index=True).fillna(""),
         files=files,
@@ -250,7 +250,7 @@ class _Roles:
 def _require_column(m: Manifest, column: str, role: str) -> None:
     if column not in m.frame.columns:
         raise ValueError(f"{m.name}: column {column!r} ({role}) not found; the columns are {list(m.frame.columns)}")
-    lacking = [f.name for f, cols in zip(m.files, m.columns_of) if column not in cols]
+    lacking = [f.name for f, cols in zip(m.files, m.columns_of, strict=True) if column not in cols]
     if lacking:
         raise ValueError(f"{m.name}: column {column!r} ({role}) is missing from {', '.join(lacking)}")
 
@@ -317,7 +317,7 @@ def _label_columns(m: Manifest, cfg: DataConfig, roles: _Roles) -> list[str]:
             )
         if bad.size:
             continue
-        lacking = [f.name for f, cols in zip(m.files, m.columns_of) if column not in cols]
+        lacking = [f.name for f, cols in zip(m.files, m.columns_of, strict=True) if column not in cols]
         if lacking:
             raise ValueError(
                 f"{m.name}: label column {column!r} is missing from {', '.join(lacking)}; every manifest needs "
@@ -430,7 +430,7 @@ def _resolve_paths(m: Manifest, cfg: DataConfig, roles: _Roles) -> tuple[np.ndar
     if cfg.image_root and not Path(cfg.image_root).is_dir():
         raise ValueError(f"image root {cfg.image_root!r} is not a folder; fix --data-image-root")
     roots = [Path(cfg.image_root) if cfg.image_root else f.parent for f in m.files]
-    resolved = [os.fspath(roots[k] / p) for k, p in zip(m.file_of_row, written)]
+    resolved = [os.fspath(roots[k] / p) for k, p in zip(m.file_of_row, written, strict=True)]
     return written, resolved
 
 
@@ -484,9 +484,7 @@ def load_csv(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset
         "files": [os.fspath(f) for f in m.files],
         "path_column": roles.path,
         "group_column": roles.group,
-        "metadata_columns": [
-            f"{c} ({role_of[c]})" if c in role_of else c for c in m.frame.columns if c not in columns
-        ],
+        "metadata_columns": [f"{c} ({role_of[c]})" if c in role_of else c for c in m.frame.columns if c not in columns],
     }
     dataset = check_dataset(
         MultiLabelDataset(

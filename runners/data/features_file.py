@@ -66,7 +66,8 @@ def _groups(arrays: dict[str, np.ndarray], n_train: int, source: Path) -> np.nda
     groups = np.asarray(arrays["train_groups"])
     if groups.ndim != 1 or len(groups) != n_train:
         raise ValueError(
-            f"{source}: train_groups has shape {groups.shape}; expected ({n_train},): one group (patient id) per train row"
+            f"{source}: train_groups has shape {groups.shape}; expected ({n_train},): "
+            "one group (patient id) per train row"
         )
     return groups.astype(str)
 
@@ -144,7 +145,9 @@ def load_features_file(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLa
         n_classes = values.shape[1] if n_classes is None else n_classes
         dim = x.shape[1] if dim is None else dim
         if values.shape[1] != n_classes:
-            raise ValueError(f"{source}: {prefix}_labels has {values.shape[1]} columns but train_labels has {n_classes}")
+            raise ValueError(
+                f"{source}: {prefix}_labels has {values.shape[1]} columns but train_labels has {n_classes}"
+            )
         if x.shape[1] != dim:
             raise ValueError(f"{source}: {prefix}_features has {x.shape[1]} dimensions but train_features has {dim}")
         parts[split] = (x, values)
@@ -168,7 +171,8 @@ def load_features_file(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLa
         f"features {source.name}{made_by}: {sum(len(s) for s in splits.values())} embeddings of {dim} dimensions, "
         f"{n_classes} classes, uncertain labels -> {cfg.uncertain}, {how}, train/val/test {counts}"
     )
-    source_info = {"source": "features file", "file": os.fspath(source.resolve()), "sha256": file_sha256(source)}
+    source_info: dict[str, Any] = {"source": "features file", "file": os.fspath(source.resolve())}
+    source_info["sha256"] = file_sha256(source)
     if info is not None:
         source_info["embedding"] = info
     dataset = MultiLabelDataset(

@@ -44,7 +44,10 @@ def split_keys(files: list[str], kinds: tuple[str, ...], source: Path) -> dict[s
         if prefixes:
             lacking = [f"{prefixes[0]}_{k}" for k in kinds if f"{prefixes[0]}_{k}" not in files]
             if lacking:
-                raise ValueError(f"{source}: array(s) {lacking} not found beside {prefixes[0]}_{kinds[0]}; the file has {sorted(files)}")
+                raise ValueError(
+                    f"{source}: array(s) {lacking} not found beside {prefixes[0]}_{kinds[0]}; "
+                    f"the file has {sorted(files)}"
+                )
         found[split] = prefixes[0] if prefixes else None
     return found
 
@@ -75,7 +78,11 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
         raise ValueError(
             f"{path}: array(s) {missing} not found; the file has {sorted(arrays)} and needs {list(REQUIRED_KEYS)}"
         )
-    out = {f"{split}_{kind}": arrays[f"{prefix}_{kind}"] for split, prefix in prefixes.items() for kind in ("images", "labels")}
+    out = {
+        f"{split}_{kind}": arrays[f"{prefix}_{kind}"]
+        for split, prefix in prefixes.items()
+        for kind in ("images", "labels")
+    }
     if "class_names" in arrays:
         out["class_names"] = arrays["class_names"]
     return out

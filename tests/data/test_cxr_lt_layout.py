@@ -35,7 +35,7 @@ def write_official(root: Path, path_column: str = "path", files: tuple[str, ...]
     subject = 10000032
     for name in files:
         rows = []
-        for s in range(SUBJECTS[name]):
+        for _ in range(SUBJECTS[name]):
             subject += 7
             for k in range(2):
                 study, dicom = 50414267 + 100 * subject % 99991 + k, f"{rng.integers(16**8):08x}-{k}"
@@ -172,7 +172,9 @@ def test_a_study_runs_on_the_official_layout_with_only_data_flags(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "classes  4 classes: Atelectasis, Cardiomegaly, Pleural Effusion, Support Devices" in result.stdout
     assert "left out as metadata: dicom_id, subject_id (group), study_id, ViewPosition, path (image)" in result.stdout
-    study = optuna.load_study(study_name="asl-cxr-lt-linear-probe-full", storage=f"sqlite:///{tmp_path / 'lossweep.db'}")
+    study = optuna.load_study(
+        study_name="asl-cxr-lt-linear-probe-full", storage=f"sqlite:///{tmp_path / 'lossweep.db'}"
+    )
     assert study.user_attrs["class_names"] == CLASSES
     source = study.user_attrs["data_source"]
     assert source["source"] == "csv" and source["num_classes"] == 4 and len(source["files"]) == 3
@@ -201,7 +203,18 @@ def test_bad_input_is_one_line_exit_2_and_no_store(tmp_path):
     assert "train_features row 3, column 1: value nan is not finite" in result.stderr
     assert not (tmp_path / "lossweep.db").exists()
     result = run_study(
-        ["--loss", "asl", "--trials", "2", "--data", "features", "--data-path", str(features), "--protocol", "finetune"],
+        [
+            "--loss",
+            "asl",
+            "--trials",
+            "2",
+            "--data",
+            "features",
+            "--data-path",
+            str(features),
+            "--protocol",
+            "finetune",
+        ],
         tmp_path,
     )
     assert result.returncode == 2 and "needs --protocol linear-probe" in result.stderr

@@ -78,7 +78,7 @@ def test_missing_splits_are_carved_seeded_and_grouped(tmp_path):
     assert sum(len(s) for s in ds.splits.values()) == 40
     assert "val and test carved from train (seed 3, grouped by train_groups)" in ds.description
     rows = {tuple(r) for r in data["train_features"].astype(np.float32)}
-    group_of = {tuple(r): g for r, g in zip(data["train_features"].astype(np.float32), groups)}
+    group_of = {tuple(r): g for r, g in zip(data["train_features"].astype(np.float32), groups, strict=True)}
     seen = {name: {group_of[tuple(r)] for r in split.features} for name, split in ds.splits.items()}
     assert not (seen["train"] & seen["val"]) and not (seen["train"] & seen["test"]) and not (seen["val"] & seen["test"])
     assert sum(len(split.features) for split in ds.splits.values()) == len(rows)
@@ -110,7 +110,9 @@ def test_uncertain_labels_minus_one_and_nan(tmp_path, policy, mask_known):
 
 
 def test_features_need_the_linear_probe():
-    with pytest.raises(ValueError, match=r"--data features holds embeddings, not images: it needs --protocol linear-probe"):
+    with pytest.raises(
+        ValueError, match=r"--data features holds embeddings, not images: it needs --protocol linear-probe"
+    ):
         TrialConfig(data=DataConfig(name="features", path="x.npz"), protocol="finetune")
 
 

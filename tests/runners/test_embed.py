@@ -14,8 +14,16 @@ from runners.data import load_dataset
 from runners.embed import main
 
 TINY_FLAGS = [
-    "--data-num-images", "240", "--data-num-classes", "5", "--data-imbalance-ratio", "4",
-    "--data-image-size", "32", "--data-signal-strength", "3",
+    "--data-num-images",
+    "240",
+    "--data-num-classes",
+    "5",
+    "--data-imbalance-ratio",
+    "4",
+    "--data-image-size",
+    "32",
+    "--data-signal-strength",
+    "3",
 ]  # fmt: skip  (the flags of tests/runners/conftest.py's TINY_DATA)
 
 
