@@ -293,7 +293,7 @@ def analyse(
         done = part[part["status"] == "complete"]
         pcols = [c for c in done.columns if c.startswith("param_") and done[c].notna().any()]
         params = done[pcols].rename(columns=lambda c: c[len("param_") :])
-        config = study.settings.get("config") if isinstance(study.settings.get("config"), dict) else {}
+        config = got if isinstance(got := study.settings.get("config"), dict) else {}
         frame_imp = param_importances(
             name,
             params,

@@ -71,11 +71,11 @@ def expected_best_curve(values: np.ndarray, *, n_boot: int = 2000, seed: int = 0
         rng = np.random.default_rng(seed)
         # Chunks of resamples keep memory at ~4e6 floats whatever N is.
         chunk = max(1, 4_000_000 // v.size)
-        curves = []
+        parts: list[np.ndarray] = []
         for start in range(0, n_resamples, chunk):
             k = min(chunk, n_resamples - start)
             resampled = np.sort(v[rng.integers(0, v.size, size=(k, v.size))], axis=1)
-            curves.append(resampled @ w.T)
-        curves = np.concatenate(curves, axis=0)
+            parts.append(resampled @ w.T)
+        curves = np.concatenate(parts, axis=0)
         low, high = np.quantile(curves, [0.025, 0.975], axis=0)
     return pd.DataFrame({"n": ns, "mean": mean, "low": low, "high": high})

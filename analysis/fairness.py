@@ -27,9 +27,9 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 
 def comparable_settings(settings: dict[str, Any], n_finished: int | None = None) -> dict[str, Any]:
     """The flat ``setting -> value`` map two studies must agree on."""
-    config = settings.get("config") if isinstance(settings.get("config"), dict) else {}
+    config = got if isinstance(got := settings.get("config"), dict) else {}
     flat: dict[str, Any] = {"data_fingerprint": settings.get("data_fingerprint")}
-    trial = config.get("trial") if isinstance(config.get("trial"), dict) else {}
+    trial = got if isinstance(got := config.get("trial"), dict) else {}
     trial_flat: dict[str, Any] = {}
     _flatten("trial", {k: v for k, v in trial.items() if k not in OPERATIONAL}, trial_flat)
     flat.update(trial_flat)
@@ -45,7 +45,7 @@ def comparable_settings(settings: dict[str, Any], n_finished: int | None = None)
 
 def _space_params(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``name -> {low, high, log}`` of a stored search space (a list of ParamSpec dicts, or a mapping)."""
-    space = settings.get("search_space") if isinstance(settings.get("search_space"), dict) else {}
+    space = got if isinstance(got := settings.get("search_space"), dict) else {}
     params = space.get("params") or []
     if isinstance(params, dict):
         params = [{"name": k, **v} for k, v in params.items() if isinstance(v, dict)]

@@ -17,8 +17,9 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import matplotlib
 import matplotlib.ticker
+from matplotlib.artist import Artist
 
-if os.environ.get("MPLBACKEND") is None and matplotlib.rcParams._get_backend_or_none() is None:
+if os.environ.get("MPLBACKEND") is None and matplotlib.rcParams._get_backend_or_none() is None:  # type: ignore[attr-defined]  # private, no public query
     # Figures are only ever saved to files; a GUI backend would need a display.
     matplotlib.use("Agg")
 
@@ -218,7 +219,7 @@ def importances(frame: pd.DataFrame, order: Sequence[str] | None = None) -> Figu
             layout="constrained",
         )
         axes = np.atleast_1d(fig.subplots(1, len(methods), sharey=True))
-        for ax, method in zip(axes, methods):
+        for ax, method in zip(axes, methods, strict=True):
             for i, name in enumerate(studies):
                 part = frame[(frame["method"] == method) & (frame["study"].astype(str) == name)].set_index("param")
                 part = part.reindex(params)
@@ -267,7 +268,7 @@ def marginals(
     with style():
         fig = Figure(figsize=(3.3 * ncols + 0.5, 2.8 * nrows + 0.4), layout="constrained")
         axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
-        for ax, param in zip(axes, params):
+        for ax, param in zip(axes, params, strict=False):
             for name in studies:
                 part = frame[(frame["param"] == param) & (frame["study"].astype(str) == name)].sort_values("bin_center")
                 if part.empty:
@@ -284,9 +285,9 @@ def marginals(
         for ax in axes[len(params) :]:
             ax.set_visible(False)
         axes[0].set_ylabel("mean validation mAP")
-        legend = {}
+        legend: dict[str, Artist] = {}
         for ax in axes:
-            for handle, label in zip(*ax.get_legend_handles_labels()):
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
                 legend.setdefault(label, handle)
         if legend:
             fig.legend(list(legend.values()), list(legend), title="study", loc="outside right upper")
@@ -323,7 +324,7 @@ def binned_map(
     with style():
         fig = Figure(figsize=(4.4 * len(studies) + 1.2, 4.2), layout="constrained")
         axes = np.atleast_1d(fig.subplots(1, len(studies), sharey=True, squeeze=False)).ravel()
-        for i, (ax, name) in enumerate(zip(axes, studies)):
+        for i, (ax, name) in enumerate(zip(axes, studies, strict=True)):
             grid = frame[frame["study"].astype(str) == name].pivot_table(
                 index=y, columns=x, values=value, aggfunc="mean"
             )
@@ -385,7 +386,7 @@ def failure_map(
     with style():
         fig = Figure(figsize=(4.2 * len(panels) + 0.8, 4.0), layout="constrained")
         axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)).ravel()
-        for ax, (name, x, y, part) in zip(axes, panels):
+        for ax, (name, x, y, part) in zip(axes, panels, strict=True):
             for status, kw in STATUS_STYLE.items():
                 points = part[part["status"] == status]
                 if status == "complete":

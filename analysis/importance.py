@@ -89,8 +89,11 @@ def _trials(params: pd.DataFrame, values: np.ndarray, distributions: dict[str, B
     names = list(params.columns)
     dists = {n: distributions[n] for n in names}
     out = []
-    for i, (row, value) in enumerate(zip(params.to_numpy(object), values)):
-        p = {n: (v if isinstance(dists[n], CategoricalDistribution) else float(v)) for n, v in zip(names, row)}
+    for i, (row, value) in enumerate(zip(params.to_numpy(object), values, strict=True)):
+        p = {
+            n: (v if isinstance(dists[n], CategoricalDistribution) else float(v))
+            for n, v in zip(names, row, strict=True)
+        }
         out.append(
             FrozenTrial(
                 number=i,
@@ -206,7 +209,7 @@ def param_importances(
         if len(boot) < 2:
             nan = np.full(len(names), np.nan)
             return nan, nan
-        return tuple(np.quantile(np.array(boot), [0.025, 0.975], axis=0))  # type: ignore[return-value]
+        return tuple(np.quantile(np.array(boot), [0.025, 0.975], axis=0))
 
     f_low, f_high = interval(fanova_boot)
     p_low, p_high = interval(ped_boot)

@@ -16,7 +16,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import optuna
@@ -150,7 +150,7 @@ def _infer_loss(name: str, attrs: dict[str, Any]) -> str:
     return found[0] if found else "unknown"
 
 
-def _status(trial: FrozenTrial) -> str:
+def _status(trial: FrozenTrial | _Trial) -> str:
     stored = trial.user_attrs.get("status")
     if trial.state == TrialState.COMPLETE:
         return "complete"
@@ -159,7 +159,7 @@ def _status(trial: FrozenTrial) -> str:
     return "failed"
 
 
-def _fail_reason(trial: FrozenTrial) -> str | None:
+def _fail_reason(trial: FrozenTrial | _Trial) -> str | None:
     reason = trial.user_attrs.get("fail_reason")
     if reason is None and trial.state == TrialState.PRUNED:
         return "pruned"
@@ -172,7 +172,7 @@ def _is_scalar(v: Any) -> bool:
     return v is None or isinstance(v, (int, float, str, bool))
 
 
-def _row(study: LoadedStudy, trial: FrozenTrial) -> dict[str, Any]:
+def _row(study: LoadedStudy, trial: FrozenTrial | _Trial) -> dict[str, Any]:
     attrs = trial.user_attrs
     row: dict[str, Any] = {
         "study": study.name,
@@ -203,7 +203,7 @@ def _row(study: LoadedStudy, trial: FrozenTrial) -> dict[str, Any]:
 
 
 def read_studies(
-    storage: str | optuna.storages.BaseStorage, studies: list[str] | None = None, *, bulk: bool = True
+    storage: str | optuna.storages.BaseStorage | None, studies: list[str] | None = None, *, bulk: bool = True
 ) -> tuple[pd.DataFrame, dict[str, LoadedStudy], str]:
     """The tidy frame, the loaded studies and the redacted store URL (see :func:`load_studies`).
 
@@ -220,7 +220,8 @@ def read_studies(
         unknown = [s for s in studies if s not in frozen]
         if unknown:
             raise ValueError(
-                f"no study named {', '.join(map(repr, unknown))} in {shown}; studies present: {', '.join(sorted(frozen))}"
+                f"no study named {', '.join(map(repr, unknown))} in {shown}; studies present: "
+                f"{', '.join(sorted(frozen))}"
             )
         names = list(dict.fromkeys(studies))
     else:
@@ -231,7 +232,7 @@ def read_studies(
     for name in names:
         fs = frozen[name]
         attrs = dict(fs.user_attrs)
-        config = attrs.get("config") if isinstance(attrs.get("config"), dict) else {}
+        config = got if isinstance(got := attrs.get("config"), dict) else {}
         direction = fs.directions[0].name.lower() if fs.directions else "maximize"
         study = LoadedStudy(
             name=name,
@@ -276,11 +277,12 @@ def _tidy(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     for col in base + ["fail_reason", "seconds", "duration", "design_index", "replicate_values"]:
         if col not in frame:
             frame[col] = pd.Series(dtype=object if col in ("fail_reason", "replicate_values") else float)
-    params = sorted(c for c in frame if c.startswith("param_"))
-    metrics = sorted(c for c in frame if c.startswith(("val_", "test_")))
+    columns = cast(list[str], list(frame.columns))  # the records' keys: strings
+    params = sorted(c for c in columns if c.startswith("param_"))
+    metrics = sorted(c for c in columns if c.startswith(("val_", "test_")))
     known = ["fail_reason", "seconds", "duration", "design_index", "replicate_values"]
     # Other attributes sorted: the order rows come back in differs between databases.
-    rest = known + sorted(c for c in frame if c not in set(base + params + metrics + known))
+    rest = known + sorted(c for c in columns if c not in set(base + params + metrics + known))
     frame = frame[base + params + metrics + rest]
     for col in metrics + ["value", "seconds", "duration"] + params:
         converted = pd.to_numeric(frame[col], errors="coerce")

@@ -17,6 +17,9 @@ import scipy.stats
 
 from analysis.results import Estimate
 
+# What the statistics accept: a list of floats or a 1-D array.
+Values = Sequence[float] | np.ndarray
+
 CONFIDENCE = 0.95
 MIN_TRIALS = 5  # below this many complete trials the numbers are shown but flagged as too few
 # Beyond this many values in a sample, bootstrap intervals are percentile intervals: BCa's jackknife
@@ -35,14 +38,14 @@ def _dispersion_vector(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.stack([np.mean(x, axis=axis), np.std(x, axis=axis, ddof=1), q75 - q25, q10, np.min(x, axis=axis), mx, mx])
 
 
-def _clean(x: Sequence[float] | np.ndarray) -> np.ndarray:
+def _clean(x: Values) -> np.ndarray:
     arr = np.asarray(x, dtype=float).ravel()
     return arr[np.isfinite(arr)]
 
 
 def bootstrap_ci(
     samples: tuple[np.ndarray, ...],
-    statistic: Callable[..., np.ndarray],
+    statistic: Callable[..., np.ndarray | np.floating],
     *,
     n_boot: int = 2000,
     seed: int = 0,
@@ -95,7 +98,7 @@ def bootstrap_ci(
     return low.reshape(point.shape), high.reshape(point.shape)
 
 
-def dispersion(values: Sequence[float] | np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> dict[str, Estimate]:
+def dispersion(values: Values | np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> dict[str, Estimate]:
     """Mean, std (ddof=1), IQR, worst decile (10th percentile), min, max and best (= max) with CIs.
 
     Non-finite values are dropped. With fewer than 2 values the statistics that exist are returned
@@ -115,7 +118,7 @@ def dispersion(values: Sequence[float] | np.ndarray, *, n_boot: int = 2000, seed
     return {k: Estimate(float(point[i]), float(low[i]), float(high[i])) for i, k in enumerate(DISPERSION_STATS)}
 
 
-def std_estimate(values: Sequence[float] | np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
+def std_estimate(values: Values | np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
     """Standard deviation (ddof=1) with a bootstrap CI."""
     x = _clean(values)
     if x.size < 2:
@@ -153,8 +156,14 @@ def _std_ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.std(b, axis=axis, ddof=1) / np.std(a, axis=axis, ddof=1)
 
 
-def std_ratio(a: Sequence[float], b: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> Estimate:
-    """std(b) / std(a) with a two-sample bootstrap CI (each study resampled on its own)."""
+def std_ratio(a: Values, b: Values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
+    """std(b) / std(a) with a two-sample bootstrap CI (each study resampled on its own).
+
+    A ratio above 1 says ``b`` is the more sensitive to its hyperparameters; ``n_boot=0`` skips the interval:
+
+    >>> std_ratio([0.1, 0.2, 0.3], [0.2, 0.4, 0.6], n_boot=0)
+    Estimate(value=2.0, low=nan, high=nan)
+    """
     x, y = _clean(a), _clean(b)
     if x.size < 2 or y.size < 2:
         return Estimate(math.nan)
@@ -175,12 +184,12 @@ def _best_diff(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.max(b, axis=axis) - np.max(a, axis=axis)
 
 
-def mean_difference(a: Sequence[float], b: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> Estimate:
+def mean_difference(a: Values, b: Values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
     """mean(b) - mean(a) with a two-sample bootstrap CI."""
     return _two_sample(a, b, _mean_diff, n_boot=n_boot, seed=seed)
 
 
-def best_difference(a: Sequence[float], b: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> Estimate:
+def best_difference(a: Values, b: Values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
     """max(b) - max(a) with a two-sample bootstrap CI (percentile where BCa degenerates)."""
     return _two_sample(a, b, _best_diff, n_boot=n_boot, seed=seed)
 
@@ -194,7 +203,7 @@ def _two_sample(a, b, statistic, *, n_boot: int, seed: int) -> Estimate:
     return Estimate(value, float(low), float(high))
 
 
-def brown_forsythe(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+def brown_forsythe(a: Values, b: Values) -> tuple[float, float]:
     """Brown–Forsythe test of equal spread (Levene's test centred on the median): (statistic, p).
 
     Median centring keeps the test honest for the skewed, heavy-tailed mAP distributions of a sweep
@@ -210,12 +219,18 @@ def brown_forsythe(a: Sequence[float], b: Sequence[float]) -> tuple[float, float
     return float(stat), float(p)
 
 
-def prob_superiority(a: Sequence[float], b: Sequence[float]) -> Estimate:
+def prob_superiority(a: Values, b: Values) -> Estimate:
     """P(random trial of b > random trial of a), ties counted half (= U_b / (n_a n_b), the AUC).
 
     The interval is DeLong's (normal approximation on the structural components, computed from
     ranks in O(n log n)); hand-written because no installed library exposes it, and a bootstrap of a
     rank statistic at 5,000 x 5,000 trials would cost seconds per comparison.
+
+    Eight of the nine (a, b) pairs below have b ahead:
+
+    >>> est = prob_superiority([0.1, 0.2, 0.3], [0.25, 0.35, 0.45])
+    >>> round(est.value, 3), est.has_ci
+    (0.889, True)
     """
     x, y = _clean(a), _clean(b)
     m, n = x.size, y.size
@@ -238,7 +253,7 @@ def prob_superiority(a: Sequence[float], b: Sequence[float]) -> Estimate:
 # --- seed noise ----------------------------------------------------------------------------------
 
 
-def replicate_residuals(replicates: Sequence[Sequence[float]]) -> np.ndarray:
+def replicate_residuals(replicates: Sequence[Values]) -> np.ndarray:
     """Within-configuration deviations of replicated trials, scaled so that their std is seed noise.
 
     Each trial's replicate values minus their mean, pooled over trials and scaled by
@@ -258,9 +273,7 @@ def replicate_residuals(replicates: Sequence[Sequence[float]]) -> np.ndarray:
     return residuals * math.sqrt((m - 1) / (m - g))
 
 
-def hp_to_seed_ratio(
-    hp_values: Sequence[float], seed_values: Sequence[float], *, n_boot: int = 2000, seed: int = 0
-) -> Estimate:
+def hp_to_seed_ratio(hp_values: Values, seed_values: Values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
     """std(hyperparameter trials) / std(seed noise) with a two-sample bootstrap CI.
 
     Near 1: the hyperparameters move mAP no more than re-running the same configuration does.

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import optuna
 import sqlalchemy
-from optuna.distributions import FloatDistribution
+from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 SPACES: dict[str, dict[str, tuple[float, float, bool]]] = {
@@ -170,7 +170,7 @@ def _surface(loss: str, params: dict[str, float]) -> float:
 
 def simulate_trials(spec: StudySpec, rng: np.random.Generator) -> list[optuna.trial.FrozenTrial]:
     space = SPACES[spec.loss]
-    dists = {k: FloatDistribution(lo, hi, log=lg) for k, (lo, hi, lg) in space.items()}
+    dists: dict[str, BaseDistribution] = {k: FloatDistribution(lo, hi, log=lg) for k, (lo, hi, lg) in space.items()}
     trials = []
     start = datetime(2026, 1, 1, 12, 0, 0)
     for number in range(spec.n_trials):
@@ -188,7 +188,7 @@ def simulate_trials(spec: StudySpec, rng: np.random.Generator) -> list[optuna.tr
             f"mAP_{t}": value + d + rng.normal(0, spec.noise)
             for t, d in (("head", 0.2), ("medium", 0.0), ("tail", -0.2))
         }
-        common = {"seconds": float(rng.uniform(1, 3)), "seeds": list(range(spec.replicates))}
+        common: dict[str, Any] = {"seconds": float(rng.uniform(1, 3)), "seeds": list(range(spec.replicates))}
         if u < spec.diverge_rate:
             attrs = trial_user_attrs(
                 number,
@@ -203,7 +203,7 @@ def simulate_trials(spec: StudySpec, rng: np.random.Generator) -> list[optuna.tr
             attrs = trial_user_attrs(number, "failed", **common, fail_reason="RuntimeError: CUDA out of memory")
             state, val = TrialState.FAIL, None
         else:
-            val_metrics = {
+            val_metrics: dict[str, Any] = {
                 "mAP": value,
                 "mAUC": min(1.0, value + 0.3),
                 "mF1": value * 0.8,
@@ -223,7 +223,7 @@ def simulate_trials(spec: StudySpec, rng: np.random.Generator) -> list[optuna.tr
                 replicate_values=[float(r) for r in reps],
             )
             state, val = TrialState.COMPLETE, value
-        kwargs = {"value": val} if val is not None else {}
+        kwargs: dict[str, Any] = {"value": val} if val is not None else {}
         trial = create_trial(state=state, params=params, distributions=dists, user_attrs=attrs, **kwargs)
         # Wall-clock timestamps that match the stored seconds (create_trial stamps both with "now").
         trial.datetime_start = start + timedelta(seconds=3 * number)
@@ -274,7 +274,7 @@ def bulk_add_trials(storage: optuna.storages.RDBStorage, study_name: str, trials
             ],
         )
         # Read the new ids back by number (portable: no INSERT ... RETURNING needed).
-        ids = dict(
+        ids: dict[int, int] = dict(
             conn.execute(
                 sqlalchemy.select(trials_t.c.number, trials_t.c.trial_id).where(
                     trials_t.c.study_id == study_id, trials_t.c.number >= first

@@ -12,6 +12,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -52,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             url = _store(Path(tmp), n)
             bulk, api, runs = [], [], []
             for _ in range(args.repeats):  # interleaved, so both loaders see the same machine load
-                bulk.append(_seconds(lambda: read_studies(url)))
-                api.append(_seconds(lambda: read_studies(url, bulk=False)))
+                bulk.append(_seconds(partial(read_studies, url)))
+                api.append(_seconds(partial(read_studies, url, bulk=False)))
                 runs.append(analyse(url, n_boot=args.n_boot).timings)
             timing = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             rows.append((n, statistics.median(bulk), statistics.median(api), timing))
@@ -63,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{'N':>6} | {'load bulk':>9} | {'get_all_trials':>14} | {'ratio':>6} | "
         + " | ".join(f"{s:>13}" for s in steps)
     )
-    for n, bulk, api, timing in rows:
+    for n, bulk_s, api_s, timing in rows:
         print(
-            f"{n:>6} | {bulk:>9.2f} | {api:>14.2f} | {api / bulk:>5.1f}x | "
+            f"{n:>6} | {bulk_s:>9.2f} | {api_s:>14.2f} | {api_s / bulk_s:>5.1f}x | "
             + " | ".join(f"{timing[s]:>13.2f}" for s in steps)
         )
     return 0

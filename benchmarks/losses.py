@@ -2,14 +2,14 @@
 
 Run: ``python -m benchmarks.losses [--sizes 4096x1000 256x26] [--seconds 4] [--threads N] [--devices cpu cuda]``.
 
-For each device (CPU, and CUDA where ``torch.cuda.is_available()``) and each batch x classes size,
-every candidate (BCE, then each loss of ``runners.losses`` and its transcription in
-``benchmarks.reference_losses``) runs a block of consecutive forward + backward calls (~1 ms of BCE) per round, the blocks interleaved
-in a random order each round so that machine noise hits every candidate alike; the table reports the
-median over rounds as a ratio to BCE's median from the same rounds. Logits are N(-1, 2) (a classifier past its first epochs:
-most negatives already below 0) and targets long-tailed (positive rate 0.3 for the head class down
-to 0.3/142 for the tail), the shape of CXR-LT. Timed on shared machines the ratios are noisy: rerun
-on a quiet one for numbers to quote.
+For each device (CPU, and CUDA where ``torch.cuda.is_available()``) and each batch x classes size, every
+candidate (BCE, then each loss of ``runners.losses`` and its transcription in ``benchmarks.reference_losses``)
+runs a block of consecutive forward + backward calls (~1 ms of BCE) per round, the blocks interleaved in a
+random order each round so that machine noise hits every candidate alike; the table reports the median over
+rounds as a ratio to BCE's median from the same rounds. Logits are N(-1, 2) (a classifier past its first
+epochs: most negatives already below 0) and targets long-tailed (positive rate 0.3 for the head class down to
+0.3/142 for the tail), the shape of CXR-LT. Timed on shared machines the ratios are noisy: rerun on a quiet
+one for numbers to quote.
 
 "ours" runs as ``LOSSWEEP_COMPILE`` says (default ``auto``: the fused, compiled kernels on CPU for
 inputs of at least 32768 elements; see ``runners.losses._compiled``). For the losses that have a
@@ -26,6 +26,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -33,6 +34,7 @@ from torch import nn
 from benchmarks.reference_losses import released
 from runners.losses import available_losses, create_loss
 from runners.losses._compiled import ENV_VAR
+from runners.losses.base import MultiLabelLoss
 
 LOSS_ORDER = ("bce", "focal", "asl", "hill", "ral")
 
@@ -89,7 +91,7 @@ def measure(
     x, y = make_inputs(rows, classes, device)
     candidates: dict[str, nn.Module] = {"BCEWithLogitsLoss": nn.BCEWithLogitsLoss(reduction="sum")}
     for name in [n for n in LOSS_ORDER if n in available_losses()]:
-        ours = create_loss(name)
+        ours = cast(MultiLabelLoss, create_loss(name))  # every registered loss is one
         candidates[f"{name}/ours"] = ours
         candidates[f"{name}/released"] = released(name, **ours.params)
         if getattr(ours, "fused_kernel", None) is not None:

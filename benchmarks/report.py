@@ -130,7 +130,7 @@ def make_trials(
         params = {name: float(rng.uniform(d.low, d.high)) for name, d in dists.items()}
         if kind == "diverged" and "gamma_neg" in params:
             params["gamma_neg"] = float(rng.uniform(0.0, 1.0))
-        common = {"seconds": float(rng.gamma(4.0, 2.0)), "seeds": [seed + index]}
+        common: dict[str, Any] = {"seconds": float(rng.gamma(4.0, 2.0)), "seeds": [seed + index]}
         if kind == "complete":
             value = (
                 _mAP(loss, params, rng)
@@ -147,7 +147,7 @@ def make_trials(
             )
             trials.append(
                 optuna.trial.create_trial(
-                    params=params, distributions=dists, value=value, user_attrs=attrs, state=TrialState.COMPLETE
+                    params=params, distributions={**dists}, value=value, user_attrs=attrs, state=TrialState.COMPLETE
                 )
             )
             continue
@@ -165,7 +165,7 @@ def make_trials(
                 index, kind, **common, fail_reason=str(fail_reasons[int(rng.integers(len(fail_reasons)))])
             )
         trials.append(
-            optuna.trial.create_trial(params=params, distributions=dists, user_attrs=attrs, state=TrialState.FAIL)
+            optuna.trial.create_trial(params=params, distributions={**dists}, user_attrs=attrs, state=TrialState.FAIL)
         )
     return trials
 

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             study = optuna.load_study(study_name=optuna.get_all_study_names(url)[0], storage=url)
             trials = study.get_trials(deepcopy=False)
             trial_seconds = sum(float(t.user_attrs.get("seconds") or 0.0) for t in trials)
-            starts = sorted(t.datetime_start for t in trials)
+            starts = sorted(t.datetime_start for t in trials if t.datetime_start)
             ends = sorted(t.datetime_complete for t in trials if t.datetime_complete)
             busy_span = (ends[-1] - starts[0]).total_seconds()
             rows.append((workers, len(trials), wall, busy_span, trial_seconds))
@@ -128,17 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     base = rows[0][1] / rows[0][2]
     print(f"study.run --loss {args.loss} --trials {args.trials} {' '.join(extra)} on {os.cpu_count()} CPU cores")
     print(
-        f"{'workers':>7} {'trials':>6} {'wall s':>8} {'span s':>8} {'trial s':>8} {'overhead':>9} {'in span':>8} {'trials/min':>10} {'speed-up':>8}"
+        f"{'workers':>7} {'trials':>6} {'wall s':>8} {'span s':>8} {'trial s':>8} {'overhead':>9} "
+        f"{'in span':>8} {'trials/min':>10} {'speed-up':>8}"
     )
     for workers, n, wall, span, seconds in rows:
         overhead = 1.0 - seconds / (wall * workers)
         in_span = 1.0 - seconds / (span * workers)
         rate = n / wall
         print(
-            f"{workers:>7} {n:>6} {wall:>8.1f} {span:>8.1f} {seconds:>8.1f} {overhead:>8.1%} {in_span:>7.1%} {rate * 60:>10.1f} {rate / base:>7.2f}x"
+            f"{workers:>7} {n:>6} {wall:>8.1f} {span:>8.1f} {seconds:>8.1f} {overhead:>8.1%} {in_span:>7.1%} "
+            f"{rate * 60:>10.1f} {rate / base:>7.2f}x"
         )
     print(
-        "overhead = 1 - trial s / (wall s * workers); in span: the same over the trials' span. Goals: overhead <= 5 %, >= 1.7x trials/min with 2 workers on 2 cores"
+        "overhead = 1 - trial s / (wall s * workers); in span: the same over the trials' span. Goals: overhead "
+        "<= 5 %, >= 1.7x trials/min with 2 workers on 2 cores"
     )
     return 0
 

@@ -270,7 +270,7 @@ def build_report(
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag as one line (via cli_entry) instead of usage + error."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         raise UsageError(f"{message} (see --help)")
 
 

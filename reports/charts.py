@@ -156,7 +156,7 @@ def charts(analysis: Analysis, order: Sequence[str]) -> dict[str, Chart]:
             ),
         )
 
-    pairs = {name: tuple(params) for name in order if len(params := top_params(analysis, name, k=2)) == 2}
+    pairs = {name: (params[0], params[1]) for name in order if len(params := top_params(analysis, name, k=2)) == 2}
     out["failures"] = _draw(
         "failures",
         "Where trials fail or diverge",

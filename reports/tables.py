@@ -164,7 +164,7 @@ def fairness_rows(settings: dict[str, dict[str, Any]], studies: Sequence[str]) -
     trial setting that differs, so that nothing that changes a trial's result goes unreported.
     """
     rows: list[Row] = []
-    for label, path, expected in FAIRNESS_SETTINGS:
+    for setting, path, expected in FAIRNESS_SETTINGS:
         values = [_get(settings.get(s, {}), path) for s in studies]
         if all(v is _MISSING for v in values):
             continue
@@ -180,7 +180,7 @@ def fairness_rows(settings: dict[str, dict[str, Any]], studies: Sequence[str]) -
         differs = (
             len({json.dumps(v if v is not _MISSING else "<missing>", sort_keys=True, default=str) for v in values}) > 1
         )
-        rows.append(Row(label, shown, differs, expected and differs))
+        rows.append(Row(setting, shown, differs, expected and differs))
     curated = {".".join(p[2:]) for _, p, _ in FAIRNESS_SETTINGS if p[:2] == ("config", "trial")}
     flat = [_flatten(_get(settings.get(s, {}), ("config", "trial"))) for s in studies]
     keys = sorted(set().union(*[f.keys() for f in flat])) if flat else []
@@ -341,7 +341,8 @@ def fail_reasons(trials: pd.DataFrame, limit: int = 12) -> list[list[str]]:
         .sort_values(["study", "count"], ascending=[True, False])
     )
     counts = counts.groupby("study", sort=False).head(limit)
-    return [[r.study, r.status, r.reason, f"{r.count:,}"] for r in counts.itertuples(index=False)]
+    # str(): the columns hold strings already (see above); pandas types itertuples fields as any scalar.
+    return [[str(r.study), str(r.status), str(r.reason), f"{r.count:,}"] for r in counts.itertuples(index=False)]
 
 
 # -- class tiers ----------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def feature_dim(model: nn.Module) -> int:
     """Width of the pooled features the model returns with ``num_classes=0``."""
     # ``num_features`` is the width before timm's "head hidden" layer (e.g. MobileNetV3's conv_head), so
     # prefer ``head_hidden_size`` when the model has one.
-    return int(getattr(model, "head_hidden_size", None) or model.num_features)
+    return int(getattr(model, "head_hidden_size", None) or model.num_features)  # type: ignore[arg-type]  # timm: an int
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

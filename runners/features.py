@@ -214,7 +214,7 @@ def _embed_splits(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(BACKBONE_INIT_SEED)
         model = create_backbone(backbone, checkpoint)
-    model = model.eval().to(device=device, memory_format=torch.channels_last)
+    model = model.eval().to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs
     spec = data_spec(model)
     transform = ImageTransform(image_size, spec.mean, spec.std, spec.in_chans)
     autocast = torch.autocast("cuda", dtype=getattr(torch, precision)) if precision != "float32" else nullcontext()

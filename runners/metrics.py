@@ -39,7 +39,7 @@ def class_groups(train_positives: Any) -> dict[str, np.ndarray]:
     """
     counts = np.asarray(train_positives)
     order = np.argsort(-counts, kind="stable")
-    return {name: np.sort(part) for name, part in zip(GROUPS, np.array_split(order, len(GROUPS)))}
+    return {name: np.sort(part) for name, part in zip(GROUPS, np.array_split(order, len(GROUPS)), strict=True)}
 
 
 def _validate(y_true: Any, y_score: Any, train_positives: Any, mask: Any):

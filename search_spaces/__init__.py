@@ -75,7 +75,8 @@ def get_space(
             raise ValueError(f"{name} must be an integer from 1 to 8, got {n!r}")
     if mode == "seeds" and nuisance:
         raise ValueError(
-            "the 'seeds' mode holds every hyperparameter at its default to measure seed noise; drop nuisance (--nuisance)"
+            "the 'seeds' mode holds every hyperparameter at its default to measure seed noise; drop nuisance "
+            "(--nuisance)"
         )
 
     specs = _losses.build(loss, n_alpha, n_beta) + (NUISANCE if nuisance else ())

@@ -27,7 +27,7 @@ def format_space(space: SearchSpace) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = [header]
     for row in rows:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths)) + "  " + row[5])
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths, strict=True)) + "  " + row[5])
     return "\n".join(line.rstrip() for line in lines)
 
 

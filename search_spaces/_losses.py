@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Union
 
 from ._space import ParamSpec
 
 INF = math.inf
 
 # A space declaration: fixed parameters, or a function of (n_alpha, n_beta) for RAL-like losses.
-Declaration = Union[tuple[ParamSpec, ...], Callable[[int, int], tuple[ParamSpec, ...]]]
+Declaration = tuple[ParamSpec, ...] | Callable[[int, int], tuple[ParamSpec, ...]]
 
 _REGISTRY: dict[str, Declaration] = {}
 

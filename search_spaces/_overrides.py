@@ -64,7 +64,8 @@ def apply(path: str | os.PathLike, loss: str, specs: tuple[ParamSpec, ...]) -> O
     file_loss = doc.get("loss")
     if file_loss is not None and file_loss != loss:
         raise ValueError(
-            f"{path}: the file is for loss {file_loss!r} but the study's loss is {loss!r}; fix 'loss =' or pass the right file"
+            f"{path}: the file is for loss {file_loss!r} but the study's loss is {loss!r}; fix 'loss =' or "
+            "pass the right file"
         )
 
     fixed: dict[str, float] = {}
@@ -78,7 +79,8 @@ def apply(path: str | os.PathLike, loss: str, specs: tuple[ParamSpec, ...]) -> O
             )
         if not isinstance(table, dict):
             raise ValueError(
-                f"{path}: unknown top-level key {key!r}; allowed: {', '.join(_TOP_LEVEL_KEYS)} and one [table] per parameter"
+                f"{path}: unknown top-level key {key!r}; allowed: {', '.join(_TOP_LEVEL_KEYS)} and one [table] "
+                "per parameter"
             )
         if key not in by_name:
             hint = " (lr and weight_decay need nuisance mode: --nuisance)" if key in ("lr", "weight_decay") else ""

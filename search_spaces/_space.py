@@ -54,7 +54,10 @@ class ParamSpec:
         if not all(math.isfinite(v) for v in (self.low, self.high, self.default)):
             return "low, high and default must be finite numbers"
         if self.low >= self.high:
-            return f"low ({self.low:g}) must be smaller than high ({self.high:g}); to hold it at one value use 'fixed = ...'"
+            return (
+                f"low ({self.low:g}) must be smaller than high ({self.high:g}); to hold it at one value use 'fixed "
+                "= ...'"
+            )
         if self.log and self.low <= 0:
             return f"a log-scale range needs low > 0 (got low = {self.low:g}); use 'log = false' or a positive low"
         lo, hi = self.limits
@@ -142,7 +145,7 @@ class SearchSpace:
                 return p
         raise KeyError(name)
 
-    def distributions(self) -> dict[str, optuna.distributions.FloatDistribution]:
+    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
         """Optuna distributions of the swept parameters (for ``trial.suggest_float`` / ``study.ask``)."""
         return {p.name: p.distribution() for p in self.params}
 
@@ -151,20 +154,20 @@ class SearchSpace:
         return {p.name: p.default for p in self.params}
 
     # -- designs -----------------------------------------------------------------------------
-    def from_unit(self, u: Sequence[float]) -> dict[str, float]:
+    def from_unit(self, u: Sequence[float] | np.ndarray) -> dict[str, float]:
         """Map a point of the unit cube [0, 1]^d (e.g. a scrambled Sobol point) to parameter values.
 
         Coordinate i goes to ``params[i]``: linearly, or geometrically on log-scale parameters, so a
         uniform design on the cube is uniform in the parameter's sampling scale.
         """
-        u = np.asarray(u, dtype=float).reshape(-1)
-        if u.shape[0] != self.dim:
+        point = np.asarray(u, dtype=float).reshape(-1)
+        if point.shape[0] != self.dim:
             raise ValueError(
-                f"a point of the {self.loss!r} space needs {self.dim} coordinates {self.names}, got {u.shape[0]}"
+                f"a point of the {self.loss!r} space needs {self.dim} coordinates {self.names}, got {point.shape[0]}"
             )
-        if not np.all((u >= 0.0) & (u <= 1.0)):
-            raise ValueError(f"unit-cube coordinates must lie in [0, 1], got {u.tolist()}")
-        return {p.name: p.from_unit(float(x)) for p, x in zip(self.params, u)}
+        if not np.all((point >= 0.0) & (point <= 1.0)):
+            raise ValueError(f"unit-cube coordinates must lie in [0, 1], got {point.tolist()}")
+        return {p.name: p.from_unit(float(x)) for p, x in zip(self.params, point, strict=True)}
 
     def grid_axes(self, n_points: int) -> dict[str, list[float]]:
         """Per-parameter grid values, the form ``optuna.samplers.GridSampler`` takes.
@@ -191,14 +194,15 @@ class SearchSpace:
         if not axes:
             return [{}]
         names = list(axes)
-        return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(axes[n] for n in names))]
 
     # -- handing values to the runners -------------------------------------------------------
     def _all_values(self, values: dict[str, float]) -> dict[str, float]:
         unknown = set(values) - set(self.names) - set(self.fixed)
         if unknown:
             raise ValueError(
-                f"unknown hyperparameters {sorted(unknown)} for the {self.loss!r} space; it has {list(self.names) + list(self.fixed)}"
+                f"unknown hyperparameters {sorted(unknown)} for the {self.loss!r} space; it has "
+                f"{list(self.names) + list(self.fixed)}"
             )
         missing = [n for n in self.names if n not in values]
         if missing:
@@ -252,7 +256,8 @@ class SearchSpace:
         fmt = d.get("format", SPACE_FORMAT)
         if fmt != SPACE_FORMAT:
             raise ValueError(
-                f"search space format {fmt} is not supported by this lossweep (expects {SPACE_FORMAT}); upgrade lossweep"
+                f"search space format {fmt} is not supported by this lossweep (expects {SPACE_FORMAT}); "
+                "upgrade lossweep"
             )
         return cls(
             loss=str(d["loss"]),

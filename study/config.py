@@ -95,7 +95,7 @@ def trial_fields() -> list[tuple[str, dataclasses.Field, Any]]:
 
 
 def _default_of(f: dataclasses.Field) -> Any:
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[operator]  # every config field has a default or a factory
 
 
 def add_trial_arguments(parser: argparse.ArgumentParser) -> None:

@@ -51,7 +51,10 @@ class ReadOnlyMiddleware:
             return self.app(environ, start_response)
         body = json.dumps(
             {
-                "reason": f"this lossweep dashboard is read-only: {method} is refused; restart it with --allow-writes to change studies"
+                "reason": (
+                    f"this lossweep dashboard is read-only: {method} is refused; restart it with --allow-writes to "
+                    "change studies"
+                )
             }
         ).encode()
         start_response(
@@ -97,7 +100,7 @@ def is_loopback(host: str) -> bool:
         infos = socket.getaddrinfo(host, None)
     except OSError:
         return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
 def build_app(storage: Any, *, allow_writes: bool = False) -> WSGIApp:
@@ -130,7 +133,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-writes",
         action="store_true",
-        help="let the dashboard change the store (delete studies, edit trials, migrate the schema); it has no authentication",
+        help=(
+            "let the dashboard change the store (delete studies, edit trials, migrate the schema); it has no "
+            "authentication"
+        ),
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="do not log each request")
     return parser

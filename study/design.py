@@ -47,7 +47,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import optuna
@@ -143,9 +143,17 @@ class Design:
 class TrialLike(Protocol):
     """What the ledger reads of a trial: an Optuna FrozenTrial, or the lighter study.trial_store.TrialRow."""
 
-    number: int
-    state: TrialState
-    user_attrs: dict[str, Any]
+    # Read-only properties, so that frozen dataclasses (TrialRow) match too.
+    @property
+    def number(self) -> int: ...
+    @property
+    def state(self) -> TrialState: ...
+    @property
+    def user_attrs(self) -> dict[str, Any]: ...
+
+
+# The ledger hands back the trials it was given, of their own type (FrozenTrial or TrialRow).
+T = TypeVar("T", bound=TrialLike)
 
 
 def is_diverged(trial: TrialLike) -> bool:
@@ -165,19 +173,19 @@ def counts_as_attempt(trial: TrialLike) -> bool:
 
 
 @dataclass
-class Ledger:
+class Ledger(Generic[T]):
     """Which design indices are finished, held, exhausted or free, read from the study's trials."""
 
     n_trials: int
     max_retries: int
-    finished: dict[int, TrialLike] = field(default_factory=dict)
-    running: dict[int, TrialLike] = field(default_factory=dict)
+    finished: dict[int, T] = field(default_factory=dict)
+    running: dict[int, T] = field(default_factory=dict)
     attempts: Counter = field(default_factory=Counter)
-    previous: dict[int, TrialLike] = field(default_factory=dict)  # the last failed attempt per index
+    previous: dict[int, T] = field(default_factory=dict)  # the last failed attempt per index
 
     @classmethod
-    def from_trials(cls, trials: Sequence[TrialLike], n_trials: int, max_retries: int) -> Ledger:
-        ledger = cls(n_trials=n_trials, max_retries=max_retries)
+    def from_trials(cls, trials: Sequence[T], n_trials: int, max_retries: int) -> Ledger[T]:
+        ledger: Ledger[T] = cls(n_trials=n_trials, max_retries=max_retries)
         for t in trials:
             k = t.user_attrs.get(DESIGN_INDEX_ATTR)
             if not isinstance(k, int):

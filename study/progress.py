@@ -11,7 +11,7 @@ import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
@@ -67,7 +67,8 @@ class Progress:
         status = event["status"]
         outcome = f"mAP {event['value']:.4f}" if status == "complete" else f"{status}: {event.get('fail_reason')}"
         self.log(
-            f"trial {event['number']:>4} (design {event['design_index']}) {format_params(event['params'])}  {outcome}  {event['seconds']:.1f}s"
+            f"trial {event['number']:>4} (design {event['design_index']}) {format_params(event['params'])}  "
+            f"{outcome}  {event['seconds']:.1f}s"
         )
         if status == "complete" and event["value"] is not None and (self.best is None or event["value"] > self.best):
             self.best = float(event["value"])
@@ -103,7 +104,8 @@ class Summary:
         ledger = Ledger.from_trials(trials, n_trials, max_retries)
         finished = [t for k, t in ledger.finished.items() if k < n_trials]
         complete = [t for t in finished if t.state == TrialState.COMPLETE and t.value is not None]
-        best = max(complete, key=lambda t: t.value) if complete else None
+        # cast: ``complete`` holds only trials with a value.
+        best = max(complete, key=lambda t: cast(float, t.value)) if complete else None
         failed = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("status") != "diverged"]
         return cls(
             study_name=study_name,
@@ -113,8 +115,8 @@ class Summary:
             failed_indices=ledger.exhausted(),
             failed_attempts=len(failed),
             interrupted=sum(1 for t in failed if t.user_attrs.get("fail_reason") == "interrupted"),
-            values=[float(t.value) for t in complete],
-            best_value=None if best is None else float(best.value),
+            values=[float(cast(float, t.value)) for t in complete],
+            best_value=None if best is None else float(cast(float, best.value)),
             best_params={} if best is None else dict(best.params),
             best_number=None if best is None else best.number,
         )

@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--loss",
         required=True,
-        help=f"loss to study, or a comma list run one after the other into separate studies; one of {', '.join(LOSSES)}",
+        help=(
+            f"loss to study, or a comma list run one after the other into separate studies; one of {', '.join(LOSSES)}"
+        ),
     )
     study.add_argument(
         "--trials",
@@ -101,13 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--study-name",
         default=None,
         metavar="NAME",
-        help="study name (default: <loss>-<data>-<protocol>-<space mode>, e.g. ral-synthetic-linear-probe-full; with several losses the loss is appended to a given name)",
+        help=(
+            "study name (default: <loss>-<data>-<protocol>-<space mode>, e.g. ral-synthetic-linear-probe-full; "
+            "with several losses the loss is appended to a given name)"
+        ),
     )
     study.add_argument(
         "--sampler",
         choices=SAMPLERS,
         default="qmc",
-        help="qmc: scrambled Sobol design; random: seeded uniform design; grid: full-factorial grid (--trials must be a grid size); tpe: Optuna's TPE (default: qmc)",
+        help=(
+            "qmc: scrambled Sobol design; random: seeded uniform design; grid: full-factorial grid (--trials must "
+            "be a grid size); tpe: Optuna's TPE (default: qmc)"
+        ),
     )
     study.add_argument("--seed", type=int, default=0, help="seed of the design and of training (default: 0)")
     study.add_argument(
@@ -131,7 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--space-mode",
         choices=MODES,
         default="full",
-        help="full: every loss hyperparameter; matched: only the ones ASL and RAL share; seeds: none, the seed-noise study (default: full)",
+        help=(
+            "full: every loss hyperparameter; matched: only the ones ASL and RAL share; seeds: none, the "
+            "seed-noise study (default: full)"
+        ),
     )
     space.add_argument("--nuisance", action="store_true", help="also sweep lr and weight_decay (default: off)")
     space.add_argument(
@@ -175,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--report",
         default=None,
         metavar="PATH",
-        help=f"write an HTML report of the studies run here (default: none; {DEFAULT_REPORT} when several losses are given)",
+        help=(
+            f"write an HTML report of the studies run here (default: none; {DEFAULT_REPORT} when several losses "
+            "are given)"
+        ),
     )
     output.add_argument(
         "--quiet", action="store_true", help="no progress bar or per-trial lines, only warnings and the summary"
@@ -227,7 +241,8 @@ def parse_devices(text: str) -> list[str]:
             index = int(x.split(":")[1]) if ":" in x else 0
             if index >= n_gpus:
                 raise UsageError(
-                    f"--devices {x}: this machine has {n_gpus} visible CUDA GPU(s); use cuda:0..cuda:{n_gpus - 1}, auto or cpu"
+                    f"--devices {x}: this machine has {n_gpus} visible CUDA GPU(s); use "
+                    f"cuda:0..cuda:{n_gpus - 1}, auto or cpu"
                     if n_gpus
                     else f"--devices {x}: no CUDA GPU is visible here; use cpu or auto"
                 )
@@ -315,7 +330,8 @@ def make_plans(args: argparse.Namespace) -> list[Plan]:
         raise UsageError(f"--timeout must be positive, got {args.timeout}")
     if args.heartbeat_interval < 1 or args.grace_period <= args.heartbeat_interval:
         raise UsageError(
-            f"need --heartbeat-interval >= 1 and --grace-period > --heartbeat-interval, got {args.heartbeat_interval} and {args.grace_period}"
+            "need --heartbeat-interval >= 1 and --grace-period > --heartbeat-interval, got "
+            f"{args.heartbeat_interval} and {args.grace_period}"
         )
     if args.space is not None and not Path(args.space).is_file():
         raise UsageError(f"--space {args.space}: no such file")
@@ -482,7 +498,8 @@ class Runner:
         for slot in range(len(self.slots)):
             self.start(slot)
         progress.log(
-            f"{len(self.slots)} worker(s) on {', '.join(sorted(set(self.slots)))} -> study {self.plan.name!r} in {redact(self.url)}"
+            f"{len(self.slots)} worker(s) on {', '.join(sorted(set(self.slots)))} -> study {self.plan.name!r} "
+            f"in {redact(self.url)}"
         )
         while True:
             try:
@@ -519,7 +536,8 @@ class Runner:
             code = process.exitcode
             why = f"signal {-code}" if code < 0 else f"exit code {code}"
             progress.warn(
-                f"worker {slot} (pid {process.pid}) died ({why}); its trial is failed after --grace-period {self.args.grace_period}s and retried"
+                f"worker {slot} (pid {process.pid}) died ({why}); its trial is failed after --grace-period "
+                f"{self.args.grace_period}s and retried"
             )
             ledger = self.ledger()
             if self.restarts[slot] < MAX_RESTARTS and (ledger.next_free() is not None or ledger.held_by_others()):
@@ -550,7 +568,8 @@ class Runner:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the clean-up
         try:
             progress.warn(
-                "interrupted: stopping workers; running trials are stored as interrupted (rerun the same command to resume)"
+                "interrupted: stopping workers; running trials are stored as interrupted (rerun the same "
+                "command to resume)"
             )
             for process in self.processes.values():
                 if process.is_alive() and process.pid is not None:
@@ -657,7 +676,8 @@ def build_report(url: str, studies: list[str], output: str) -> Path | None:
         raise
     except Exception as exc:  # the studies are safe in the store; `python -m reports.build` can retry
         print(
-            f"{PROG}: warning: no report written ({type(exc).__name__}: {exc}); the studies are in the store, run `python -m reports.build` to retry",
+            f"{PROG}: warning: no report written ({type(exc).__name__}: {exc}); the studies are in the store, "
+            "run `python -m reports.build` to retry",
             file=sys.stderr,
         )
         return None
@@ -719,7 +739,8 @@ def _main(args: argparse.Namespace) -> int:
             return 1
         if outcome in ("timeout", "incomplete"):
             print(
-                f"{PROG}: study {plan.name!r} stopped with {summary.finished} of {plan.config.n_trials} trials ({outcome}); run the same command again to continue",
+                f"{PROG}: study {plan.name!r} stopped with {summary.finished} of {plan.config.n_trials} trials "
+                f"({outcome}); run the same command again to continue",
                 file=sys.stderr,
             )
         print()

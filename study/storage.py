@@ -103,7 +103,8 @@ def resolve_url(url: str | None = None) -> str:
     parsed = _parse(chosen)
     if _is_memory(parsed):
         raise UsageError(
-            f"an in-memory SQLite store ({redact(chosen)}) is lost when the program ends and is not shared between workers; name a file, e.g. {DEFAULT_STORAGE}"
+            f"an in-memory SQLite store ({redact(chosen)}) is lost when the program ends and is not shared "
+            f"between workers; name a file, e.g. {DEFAULT_STORAGE}"
         )
     return _render(parsed)
 
@@ -117,7 +118,10 @@ def _short_reason(exc: BaseException, url: URL) -> str:
     cause = getattr(exc, "orig", None) or exc
     text = str(cause).strip()
     if isinstance(exc, RuntimeError) and "optuna storage upgrade" in text:
-        return f"its schema was written by another Optuna version; upgrade it with `optuna storage upgrade --storage {redact(_render(url))}` (back it up first)"
+        return (
+            "its schema was written by another Optuna version; upgrade it with `optuna storage upgrade --storage "
+            f"{redact(_render(url))}` (back it up first)"
+        )
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     reason = lines[0] if lines else type(cause).__name__
     reason = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", reason)
@@ -170,7 +174,8 @@ def open_storage(
         folder = os.path.dirname(path)
         if read_only and not os.path.isfile(path):
             raise UsageError(
-                f"no lossweep store at {shown}: {path} does not exist; run `python -m study.run` first or pass --storage"
+                f"no lossweep store at {shown}: {path} does not exist; run `python -m study.run` first or pass "
+                "--storage"
             )
         if not os.path.isdir(folder):
             raise UsageError(
@@ -190,7 +195,8 @@ def open_storage(
             try:
                 if read_only and not _has_optuna_tables(engine):
                     raise UsageError(
-                        f"no lossweep store at {shown}: the database holds no Optuna study tables; run `python -m study.run` first"
+                        f"no lossweep store at {shown}: the database holds no Optuna study tables; "
+                        "run `python -m study.run` first"
                     )
                 if not read_only and not _is_memory(parsed):
                     _enable_wal(engine)
@@ -205,7 +211,7 @@ def open_storage(
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 skip_table_creation=read_only,
-                **{_STALE_CALLBACK_ARG: failed_trial_callback},
+                **{_STALE_CALLBACK_ARG: failed_trial_callback},  # type: ignore[arg-type]  # name varies by Optuna version
             )
     except UsageError:
         raise

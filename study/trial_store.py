@@ -78,7 +78,9 @@ def write_result(
         else:
             for key, attr in user_attrs.items():
                 storage.set_trial_user_attr(trial_id, key, attr)
-            storage.set_trial_state_values(trial_id, state, [float(value)] if state == TrialState.COMPLETE else None)
+            # value is not None when COMPLETE (checked above).
+            values = [float(value)] if state == TrialState.COMPLETE else None  # type: ignore[arg-type]
+            storage.set_trial_state_values(trial_id, state, values)
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
     return True
@@ -102,7 +104,7 @@ def _write_batched(
             [{"trial_id": trial_id, "key": key, "value_json": json.dumps(attr)} for key, attr in user_attrs.items()],
         )
         if state == TrialState.COMPLETE:
-            stored, kind = models.TrialValueModel.value_to_stored_repr(float(value))
+            stored, kind = models.TrialValueModel.value_to_stored_repr(float(value))  # type: ignore[arg-type]  # see caller
             session.add(models.TrialValueModel(trial_id=trial_id, objective=0, value=stored, value_type=kind))
         trial.state = state
         trial.datetime_complete = datetime.now()

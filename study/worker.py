@@ -218,7 +218,7 @@ class Worker:
             }
         )
         config = self.config
-        overrides = self.space.train_overrides(claim.params)
+        overrides: dict[str, Any] = self.space.train_overrides(claim.params)
         if overrides:
             config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
         details = None
@@ -266,7 +266,11 @@ class Worker:
         complete = result.status == "complete" and result.value is not None
         state = TrialState.COMPLETE if complete else TrialState.FAIL
         return write_result(
-            self.storage, claim.trial_id, result.user_attrs(), state, float(result.value) if complete else None
+            self.storage,
+            claim.trial_id,
+            result.user_attrs(),
+            state,
+            float(result.value) if complete else None,  # type: ignore[arg-type]  # complete: a value
         )
 
 
@@ -293,5 +297,5 @@ def main(spec: WorkerSpec, events: Any, stop: Any) -> None:
                 "traceback": traceback.format_exc(),
             }
         )
-        raise SystemExit(1)
+        raise SystemExit(1) from exc
     events.put({"event": "exit", "slot": spec.slot, "interrupted": bool(worker and worker._interrupted)})

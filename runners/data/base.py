@@ -92,7 +92,7 @@ class Split:
             raise ValueError(f"the {self.name} split holds precomputed features, not images")
         from .csv_manifest import read_image  # deferred: only file-backed splits need Pillow
 
-        return read_image(self.paths[i])
+        return read_image(self.paths[i])  # type: ignore[index]  # a split has images or paths
 
 
 @dataclass
@@ -167,7 +167,7 @@ def hash_arrays(digest: hashlib._Hash, *arrays: np.ndarray) -> None:
     for array in arrays:
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
+        digest.update(memoryview(array).cast("B"))  # type: ignore[arg-type]  # ndarray has the buffer protocol
 
 
 def check_dataset(dataset: MultiLabelDataset, source: str) -> MultiLabelDataset:
@@ -211,7 +211,7 @@ def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds like allow_pickle
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

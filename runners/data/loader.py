@@ -95,7 +95,8 @@ class _ArrayBatches(Dataset):
     def __getitem__(self, positions: Sequence[int]):
         rows = self.rows[np.asarray(positions)]
         labels, mask = _targets(self.split, rows)
-        return self.transform(torch.from_numpy(self.split.images[rows])), labels, mask
+        images = self.split.images[rows]  # type: ignore[index]  # only built for in-memory splits
+        return self.transform(torch.from_numpy(images)), labels, mask
 
 
 class _FileImages(Dataset):

@@ -138,7 +138,7 @@ def load_npz(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset
     Raises:
         ValueError: naming the file and the array (and row / column for a bad label).
     """
-    source = Path(cfg.path)  # DataConfig guarantees a path for the npz data set
+    source = Path(cfg.path)  # type: ignore[arg-type]  # DataConfig guarantees a path for the npz data set
     arrays = _read_archive(source)
     n_classes = arrays["train_labels"].shape[1] if arrays["train_labels"].ndim == 2 else 0
     digest = hashlib.sha256(f"npz-v{FORMAT_VERSION}".encode())
@@ -158,7 +158,7 @@ def load_npz(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset
     names = class_names(arrays, n_classes, source)
     digest.update("\0".join(names).encode())
     counts = "/".join(str(len(splits[s])) for s in SPLITS)
-    shape = "x".join(str(d) for d in splits["train"].images.shape[1:])
+    shape = "x".join(str(d) for d in splits["train"].images.shape[1:])  # type: ignore[union-attr]  # in memory
     description = (
         f"npz {source.name}: {sum(len(s) for s in splits.values())} images of {shape}, {n_classes} classes, "
         f"uncertain labels -> {cfg.uncertain}, train/val/test {counts}"

@@ -311,7 +311,8 @@ def _reshaped(cfg: DataConfig) -> str:
 
 
 def load_synthetic(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset:
-    """The synthetic data set, generated once per configuration, cached as ``cache_dir/synthetic/<fingerprint>.npz``."""
+    """The synthetic data set, generated once per configuration and cached as
+    ``cache_dir/synthetic/<fingerprint>.npz``."""
     digest = synthetic_fingerprint(cfg)
     path = _cache_path(cache_dir, digest)
     arrays = None

@@ -34,8 +34,8 @@ eager, chunked through scratch buffers). ASL and RAL also have fused kernels com
 ``torch.compile`` (``_compiled``); ``LOSSWEEP_COMPILE`` = ``auto`` (default: on CPU, inputs of at least
 32768 elements run the ``torch.compile``d kernel and smaller ones the same formula compiled ahead of time
 by AOTInductor, ``_packaged``: about 2.3x BCE instead of 3-4x at 256 x 26, for a one-time ~10-25 s
-compile per variant kept on disk), ``1`` (``torch.compile`` always) or ``0`` (never compile). A kernel that fails to compile
-warns once and falls back to the eager one.
+compile per variant kept on disk), ``1`` (``torch.compile`` always) or ``0`` (never compile). A kernel that
+fails to compile warns once and falls back to the eager one.
 """
 
 from __future__ import annotations

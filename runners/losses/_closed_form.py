@@ -87,7 +87,9 @@ def _below_autograd():
 
 
 def evaluate(kernel: ChunkKernel, x: Tensor, y: Tensor, mask: Tensor | None, want_grad: bool, per_element: bool):
-    """Run ``kernel`` over ``x`` chunk by chunk: (masked sum or flat per-element losses, gradient shaped like x or None).
+    """Run ``kernel`` over ``x`` chunk by chunk.
+
+    Returns (masked sum or flat per-element losses, gradient shaped like x or None).
 
     ``y`` and ``mask`` have x's shape and dtype; all three are flattened here.
     """
@@ -115,7 +117,8 @@ def evaluate(kernel: ChunkKernel, x: Tensor, y: Tensor, mask: Tensor | None, wan
                         None if losses is None else losses[part],
                     )
                 )
-            total = None if per_element else torch.stack(sums).sum()
+            # Summing kernels (not per_element) return a tensor per chunk.
+            total = None if per_element else torch.stack(sums).sum()  # type: ignore[arg-type]
     return (losses if per_element else total), (None if grad is None else grad.view(shape))
 
 
@@ -193,7 +196,7 @@ def power(base: Tensor, gamma: float, out: Tensor) -> Tensor:
 def softplus(x: Tensor, out: Tensor) -> Tensor:
     """``log(1 + exp(x))`` into ``out``, never overflowing (so -log sigmoid(-x) stays finite)."""
     try:
-        return torch._C._nn.softplus(x, 1, 40, out=out)
+        return torch._C._nn.softplus(x, 1, 40, out=out)  # type: ignore[call-arg]  # the stubs omit out=
     except (AttributeError, TypeError, RuntimeError):  # private API; the public one allocates
         return out.copy_(torch.nn.functional.softplus(x, threshold=40))
 
@@ -231,9 +234,9 @@ def positive_weight(base: Tensor | None, gamma: float, y: Tensor, mask: Tensor |
     if gamma == 0:
         return y if mask is None else torch.mul(y, mask, out=out)
     if gamma == 1:
-        torch.mul(base, y, out=out)
+        torch.mul(base, y, out=out)  # type: ignore[arg-type]  # base is given when gamma != 0
     else:
-        power(base, gamma, out=out).mul_(y)
+        power(base, gamma, out=out).mul_(y)  # type: ignore[arg-type]
     if mask is not None:
         out.mul_(mask)
     return out

@@ -66,7 +66,8 @@ def compile_mode() -> str:
     mode = _MODES.get(raw.strip().lower())
     if mode is None:
         raise ValueError(
-            f"environment variable {ENV_VAR}={raw!r} is not understood; set it to 0 (eager kernels), 1 (fused everywhere), "
+            f"environment variable {ENV_VAR}={raw!r} is not understood; set it to 0 (eager kernels), 1 (fused "
+            "everywhere), "
             "or auto (compiled kernels on CPU)"
         )
     return mode
@@ -122,7 +123,7 @@ class FusedKernel:
         return self._compiled
 
     def __call__(self, *args: Tensor | None) -> tuple[Tensor, Tensor] | None:
-        device_type = args[0].device.type
+        device_type = args[0].device.type  # type: ignore[union-attr]  # args[0], the logits, is a tensor
         if device_type in self.failed:
             return None
         try:
@@ -253,7 +254,7 @@ def asymmetric(
     w = power_from_log(log_pt, g_neg)
     a, a_q = log_qf, 1 / q_floor  # A(q~) and dA/dq~
     if ral:
-        poly, slope = horner(q_floor, beta)
+        poly, slope = horner(q_floor, beta)  # type: ignore[arg-type]  # RAL passes alpha and beta
         a, a_q = a + poly, a_q + slope
     a_q = torch.where(above_floor & live, a_q, 0.0)  # d q / dx = -s [p > clip]
     if ral:
@@ -280,7 +281,7 @@ def asymmetric(
     db = qx  # s / p
     if ral:
         u = torch.where(above_eps, qx, 1 - eps)  # 1 - max(p, eps), exact where p is close to 1
-        poly, slope = horner(u, alpha)
+        poly, slope = horner(u, alpha)  # type: ignore[arg-type]  # ral: alpha is not None
         b, db = b + poly, db - s * slope
     db = torch.where(above_eps, db, 0.0)
     wp = power_from_log(log_qx, g_pos)

@@ -1,4 +1,5 @@
-"""The fused kernels ahead-of-time compiled (AOTInductor), for small CPU batches (``LOSSWEEP_COMPILE=auto``, the default).
+"""The fused kernels ahead-of-time compiled (AOTInductor), for small CPU batches
+(``LOSSWEEP_COMPILE=auto``, the default).
 
 Why: at 256 x 26 (CXR-LT's batch) a loss is bound by per-call overhead, not arithmetic. The eager
 kernels make ~40 dispatcher calls (~3 us each), and the ``torch.compile``d fused kernel pays ~60 us
@@ -158,5 +159,5 @@ class PackagedKernel:
             f"{torch.__version__} {platform.machine()} {torch.backends.cpu.get_cpu_capability()}".encode()
         )
         for module_file in {inspect.getsourcefile(self.function), _compiled.__file__}:
-            digest.update(Path(module_file).read_bytes())
+            digest.update(Path(module_file).read_bytes())  # type: ignore[arg-type]  # both are source files
         return digest.hexdigest()[:16]

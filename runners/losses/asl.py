@@ -41,6 +41,12 @@ class AsymmetricLoss(MultiLabelLoss):
     Paper: T. Ridnik et al., "Asymmetric Loss For Multi-Label Classification", ICCV 2021.
     """
 
+    # The hyperparameters, set from ``defaults`` by ``MultiLabelLoss.__init__`` (declared for the type checker).
+    gamma_pos: float
+    gamma_neg: float
+    clip: float
+    eps: float
+    focal_grad: str
     defaults = {
         "gamma_pos": 1.0,
         "gamma_neg": 4.0,

@@ -4,7 +4,8 @@ A loss subclass declares ``defaults`` (every hyperparameter with the released co
 checks its own values in ``check_params`` and computes in ``_kernel`` (see ``_closed_form``). Inputs
 are validated here once, so that every loss accepts the same call:
 ``loss(logits, targets, mask=None)`` with float logits of any shape, 0/1 targets of the same shape
-(soft targets blend the positive and negative terms linearly) and an optional mask broadcastable to it (0 = the element contributes nothing; float masks weight).
+(soft targets blend the positive and negative terms linearly) and an optional mask broadcastable to it
+(0 = the element contributes nothing; float masks weight).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class MultiLabelLoss(nn.Module):
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {"reduction": "sum"}
+    reduction: str  # set from ``defaults`` by ``__init__``, like every subclass's hyperparameters
     # Optional fused (torch.compile) kernel for the summed loss; see ``_compiled``. Losses without one
     # always use their eager ``_chunk``.
     fused_kernel: ClassVar[FusedKernel | None] = None
@@ -103,7 +105,9 @@ class MultiLabelLoss(nn.Module):
         """
         # Detached: inputs that require grad would be a second compiled variant, with a slower call.
         flat_mask = None if m is None else m.detach().reshape(-1)
-        result = self.fused_kernel(x.detach().reshape(-1), y.detach().reshape(-1), flat_mask, *self._fused_inputs(x))
+        result = self.fused_kernel(  # type: ignore[misc]  # only chosen for a class with one
+            x.detach().reshape(-1), y.detach().reshape(-1), flat_mask, *self._fused_inputs(x)
+        )
         if result is None:
             return self._eager(x, y, m, want_grad)
         total, grad = result
@@ -116,7 +120,7 @@ class MultiLabelLoss(nn.Module):
         library was compiled for dense 1-D inputs.
         """
         flat_mask = None if m is None else m.detach().reshape(-1).contiguous()
-        result = self.packaged_kernel(
+        result = self.packaged_kernel(  # type: ignore[misc]  # only chosen for a class with one
             x.detach().reshape(-1).contiguous(), y.detach().reshape(-1).contiguous(), flat_mask, *self._fused_inputs(x)
         )
         if result is None:
@@ -144,7 +148,8 @@ class MultiLabelLoss(nn.Module):
         return loss
 
     def _prepare(self, logits: Tensor, targets: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Float logits (float64 stays float64, others compute in float32), targets and mask in the same dtype and shape."""
+        """Float logits (float64 stays float64, others compute in float32), targets and mask in the same
+        dtype and shape."""
         if not isinstance(logits, Tensor) or not logits.is_floating_point():
             raise ValueError(f"{self._label()}: logits must be a floating-point tensor, got {_describe(logits)}")
         if not isinstance(targets, Tensor):
@@ -155,7 +160,8 @@ class MultiLabelLoss(nn.Module):
             )
         if targets.device != logits.device:
             raise ValueError(
-                f"{self._label()}: targets are on {targets.device} but logits on {logits.device}; move them to one device"
+                f"{self._label()}: targets are on {targets.device} but logits on {logits.device}; move them to "
+                "one device"
             )
         x = logits
         if x.dtype not in (torch.float32, torch.float64):
@@ -171,7 +177,8 @@ class MultiLabelLoss(nn.Module):
                 torch.broadcast_shapes(mask.shape, logits.shape)
             except RuntimeError:
                 raise ValueError(
-                    f"{self._label()}: mask shape {tuple(mask.shape)} does not broadcast to logits shape {tuple(logits.shape)}"
+                    f"{self._label()}: mask shape {tuple(mask.shape)} does not broadcast to logits shape "
+                    f"{tuple(logits.shape)}"
                 ) from None
             m = mask.to(device=x.device, dtype=x.dtype).expand(logits.shape)
         return x, y, m

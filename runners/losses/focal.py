@@ -26,6 +26,9 @@ class FocalLoss(MultiLabelLoss):
     Detection", ICCV 2017.
     """
 
+    # The hyperparameters, set from ``defaults`` by ``MultiLabelLoss.__init__`` (declared for the type checker).
+    gamma: float
+    focal_grad: str
     defaults = {"gamma": 2.0, "focal_grad": "through", "reduction": "sum"}
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,11 @@ class HillLoss(MultiLabelLoss):
     for Multi-Label Learning with Missing Labels", arXiv:2112.07368, 2021.
     """
 
+    # The hyperparameters, set from ``defaults`` by ``MultiLabelLoss.__init__`` (declared for the type checker).
+    lam: float
+    margin: float
+    gamma: float
+    focal_grad: str
     defaults = {"lam": 1.5, "margin": 1.0, "gamma": 2.0, "focal_grad": "through", "reduction": "sum"}
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:

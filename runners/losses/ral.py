@@ -54,6 +54,15 @@ class RobustAsymmetricLoss(MultiLabelLoss):
     Learning", ICCV 2023 workshops (CVAMD), arXiv:2308.05542.
     """
 
+    # The hyperparameters, set from ``defaults`` by ``MultiLabelLoss.__init__`` (declared for the type checker).
+    gamma_pos: float
+    gamma_neg: float
+    clip: float
+    eps: float
+    lam: float
+    alpha: tuple[float, ...]
+    beta: tuple[float, ...]
+    focal_grad: str
     defaults = {
         "gamma_pos": 0.0,
         "gamma_neg": 4.0,

@@ -37,7 +37,7 @@ def register_loss(name: str) -> Callable[[T], T]:
                 f"loss name {name!r} is already registered to {registered.__qualname__}; pick another name"
             )
         _LOSSES[name] = cls
-        cls.name = name
+        cls.name = name  # type: ignore[attr-defined]  # a MultiLabelLoss class (checked above: a Module)
         return cls
 
     return decorate

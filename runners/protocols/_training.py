@@ -105,7 +105,10 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 def batch_loss(
     loss_fn: nn.Module, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None, step: int
 ) -> torch.Tensor:
-    """The loss per image (sum over classes, mean over the batch), in float32; raises :class:`Diverged` when not finite."""
+    """The loss per image (sum over classes, mean over the batch), in float32.
+
+    Raises :class:`Diverged` when not finite.
+    """
     loss = loss_fn(logits.float(), targets, mask) / logits.shape[0]
     value = loss.detach()
     if not torch.isfinite(value):

@@ -67,7 +67,7 @@ def run(config: TrialConfig, dataset: Any, loss_fn: nn.Module, seed: int, device
     spec = data_spec(model.backbone)
     transform = ImageTransform(config.data.image_size, spec.mean, spec.std, spec.in_chans)
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format)
+    model = model.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]  # stubs lack it
     dtype = amp_dtype(device, train.amp)
     # fp16 needs loss scaling against gradient underflow; bf16 has float32's range and does not.
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -125,7 +125,10 @@ def _logits(
 def images_per_second(
     config: TrialConfig, dataset: Any, loss_fn: nn.Module, device: torch.device, steps: int = 5
 ) -> float:
-    """Training throughput of this protocol (for ``benchmarks.trial``): images per second over ``steps`` steps after one warm-up."""
+    """Training throughput of this protocol (for ``benchmarks.trial``).
+
+    Images per second over ``steps`` steps after one warm-up.
+    """
     import time
 
     from ..data import ImageTransform, make_loader
@@ -134,7 +137,7 @@ def images_per_second(
     spec = data_spec(model.backbone)
     transform = ImageTransform(config.data.image_size, spec.mean, spec.std, spec.in_chans)
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    model = model.to(device=device, memory_format=memory_format).train()
+    model = model.to(device=device, memory_format=memory_format).train()  # type: ignore[call-overload]  # stubs lack it
     dtype = amp_dtype(device, config.train.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     optimizer = make_optimizer(model, config.train)

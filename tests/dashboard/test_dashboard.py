@@ -138,7 +138,9 @@ def test_middleware_passes_reads_and_blocks_writes_in_process():
     statuses = {}
     for method in ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "PROPFIND"):
         body = b"".join(
-            wrapped({"REQUEST_METHOD": method}, lambda status, headers: statuses.__setitem__(method, status))
+            wrapped(
+                {"REQUEST_METHOD": method}, lambda status, headers, method=method: statuses.__setitem__(method, status)
+            )
         )
         assert (body == b"ok") == (method in ("GET", "HEAD", "OPTIONS"))
     assert calls == ["GET", "HEAD", "OPTIONS"]

@@ -187,7 +187,7 @@ def test_non_contiguous_logits_and_head_gradients():
     grads = [p.grad.clone() for p in head.parameters()]
     head.zero_grad()
     released("ral")(head(x).t(), y.t()).backward()
-    for ours, ref in zip(grads, [p.grad for p in head.parameters()]):
+    for ours, ref in zip(grads, [p.grad for p in head.parameters()], strict=True):
         torch.testing.assert_close(ours, ref)
 
 

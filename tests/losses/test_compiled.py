@@ -181,7 +181,8 @@ def test_off_never_compiles(monkeypatch):
 
 
 def test_auto_fuses_large_cpu_inputs_only(monkeypatch):
-    """The default: batches below FUSED_MIN_ELEMENTS never go through torch.compile (nor pay for its guards), larger ones do."""
+    """The default: batches below FUSED_MIN_ELEMENTS never go through torch.compile (nor pay for its
+    guards), larger ones do."""
     monkeypatch.delenv(ENV_VAR)
     fresh = FusedKernel(RobustAsymmetricLoss.fused_kernel.function)
     monkeypatch.setattr(RobustAsymmetricLoss, "fused_kernel", fresh)

@@ -25,8 +25,8 @@ def hand_ap(labels: list[int], scores: list[float]) -> float:
 
 def hand_auc(labels: list[int], scores: list[float]) -> float:
     """Share of (positive, negative) pairs ranked correctly; ties count a half."""
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
     return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
 
 

@@ -62,6 +62,9 @@ def test_unknown_setting_in_a_stored_config_is_refused():
 
 
 def test_importing_runners_does_not_load_torch():
-    code = "import sys, runners, runners.config, runners.result; assert callable(runners.__getattr__); print('torch' in sys.modules)"
+    code = (
+        "import sys, runners, runners.config, runners.result; assert callable(runners.__getattr__); print('torch' "
+        "in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"

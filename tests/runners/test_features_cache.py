@@ -65,7 +65,7 @@ def test_two_processes_missing_the_cache_at_once_do_not_corrupt_it(tmp_path):
         time.sleep(0.05)
     go.touch()
     outputs = [child.communicate(timeout=120) for child in children]
-    for child, (out, err) in zip(children, outputs):
+    for child, (_, err) in zip(children, outputs, strict=True):
         assert child.returncode == 0, err[-2000:]
     digests = [out.strip() for out, _ in outputs]
     assert digests[0] == digests[1]

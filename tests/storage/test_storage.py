@@ -184,7 +184,7 @@ def test_several_processes_write_one_sqlite_file_at_once(tmp_path):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err
         assert "locked" not in err
     trials = optuna.load_study(study_name="shared", storage=open_storage(url, read_only=True)).trials
@@ -231,7 +231,8 @@ def test_wrong_password_is_one_line_without_either_password(password_postgres):
         open_storage(resolve_url(url))
     message = str(info.value)
     assert message.startswith(
-        f"cannot open the study store at postgresql+psycopg://postgres:***@127.0.0.1:{password_postgres.port}/postgres: "
+        "cannot open the study store at "
+        f"postgresql+psycopg://postgres:***@127.0.0.1:{password_postgres.port}/postgres: "
     )
     assert "password authentication failed" in message
     assert password_postgres.password not in message and "\n" not in message

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_every_trial_setting_has_a_flag_with_its_default():
     text = " ".join(build_parser().format_help().split())  # argparse wraps lines where it likes
-    for path, f, _ in trial_fields():
+    for path, _, _ in trial_fields():
         assert _flag(path) in text, path
     default = TrialConfig()
     # a few defaults as printed

@@ -82,7 +82,7 @@ def test_a_running_trial_without_any_heartbeat_is_failed_as_an_orphan(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_interval=1, grace_period=3)
     study = optuna.create_study(study_name="s", storage=storage)
     study_id = storage.get_study_id_from_name("s")
-    orphan, alive = storage.create_new_trial(study_id), storage.create_new_trial(study_id)
+    _orphan, alive = storage.create_new_trial(study_id), storage.create_new_trial(study_id)
     storage.record_heartbeat(alive)
     assert fail_orphans(storage, study_id) == [0]
     trials = study.get_trials()
