@@ -92,7 +92,7 @@ class Split:
             raise ValueError(f"the {self.name} split holds precomputed features, not images")
         from .csv_manifest import read_image  # deferred: only file-backed splits need Pillow
 
-        return read_image(self.paths[i])  # type: ignore[index]  # a split has images or paths
+        return read_image(self.paths[i])
 
 
 @dataclass

@@ -277,8 +277,8 @@ def generate(cfg: DataConfig) -> dict[str, np.ndarray]:
     sizes = split_sizes(cfg)
     weights = np.array([sizes[s] for s in ("train", "val", "test")], dtype=np.int64)
     per_split = np.stack([_per_split(int(n), weights) for n in counts], axis=1)  # (3, C)
-    label_rng, missing_rng, image_seed = np.random.SeedSequence([cfg.seed, GENERATOR_VERSION]).spawn(3)
-    label_rng, missing_rng = np.random.default_rng(label_rng), np.random.default_rng(missing_rng)
+    label_seed, missing_seed, image_seed = np.random.SeedSequence([cfg.seed, GENERATOR_VERSION]).spawn(3)
+    label_rng, missing_rng = np.random.default_rng(label_seed), np.random.default_rng(missing_seed)
     signatures = class_signatures(cfg.num_classes, cfg.signal_strength)
     arrays: dict[str, np.ndarray] = {}
     split_labels = {s: _allot_labels(label_rng, sizes[s], per_split[i]) for i, s in enumerate(("train", "val", "test"))}
