@@ -30,6 +30,9 @@ EXECUTION_ONLY = {
     "trial.cache_dir",
     "trial.embed_batch_size",
     "trial.loader_workers",
+    # Where the data files lie on this machine: the data's identity is data_fingerprint (its contents).
+    "trial.data.path",
+    "trial.data.image_root",
 }
 # Study settings that may change on resume: the budget may grow, retries may be raised or lowered.
 RESUMABLE = {"n_trials", "max_retries", "space_file"}
@@ -179,6 +182,9 @@ class StudyConfig:
         """``<loss>-<data>-<protocol>-<mode>[-nuisance]``, e.g. ``ral-synthetic-linear-probe-full``."""
         data = self.trial.data
         source = data.name if data.path is None else Path(data.path).stem
+        if data.path is not None and "," in data.path:  # manifests train.csv,development.csv,...: their folder
+            first = Path(data.path.split(",")[0].strip())
+            source = first.parent.name or first.stem
         name = f"{self.loss}-{source}-{self.trial.protocol}-{self.space_mode}"
         return name + "-nuisance" if self.nuisance else name
 

@@ -220,3 +220,19 @@ def test_bad_input_is_one_line_exit_2_and_no_store(tmp_path):
     assert result.returncode == 2 and "needs --protocol linear-probe" in result.stderr
     assert json.dumps(result.stderr.strip().splitlines()[:1])  # one line
     assert not (tmp_path / "lossweep.db").exists()
+
+
+def test_a_study_of_listed_files_is_named_after_their_folder_and_resumes_where_the_files_lie_elsewhere():
+    from runners.config import TrialConfig
+    from study.config import StudyConfig, setting_differences
+
+    def config(path: str) -> StudyConfig:
+        return StudyConfig(loss="asl", n_trials=2, trial=TrialConfig(data=DataConfig(name="csv", path=path)))
+
+    here = config("/data/cxr-lt/train.csv,/data/cxr-lt/development.csv,/data/cxr-lt/test.csv")
+    assert here.default_study_name() == "asl-cxr-lt-linear-probe-full"
+    # Another machine of a cluster with the same files (same data_fingerprint) under another folder.
+    there = config("/mnt/cxr-lt/train.csv,/mnt/cxr-lt/development.csv,/mnt/cxr-lt/test.csv")
+    stored = {"config": here.to_dict(), "data_fingerprint": "abc"}
+    assert setting_differences(stored, {"config": there.to_dict(), "data_fingerprint": "abc"}) == []
+    assert setting_differences(stored, {"config": there.to_dict(), "data_fingerprint": "def"})
