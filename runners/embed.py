@@ -126,25 +126,14 @@ def embed(config: TrialConfig, output: str | Path, progress: bool = True) -> dic
 
     from .data import load_dataset
     from .device import resolve_device
-    from .features import checkpoint_sha256, compute_embeddings, embedding_precision
+    from .features import checkpoint_sha256, compute_embeddings, embedding_precision, embedding_settings
 
     path = _output_path(str(output))
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = resolve_device(config.device)
     dataset = load_dataset(config.data, config.cache_dir)
-    raw = compute_embeddings(
-        dataset,
-        backbone=config.backbone,
-        checkpoint=config.checkpoint,
-        image_size=config.data.image_size,
-        cache_dir=config.cache_dir,
-        device=device,
-        batch_size=config.embed_batch_size,
-        amp=config.train.amp,
-        num_workers=config.loader_workers,
-        progress=progress,
-    )
+    raw = compute_embeddings(dataset, device=device, progress=progress, **embedding_settings(config))
     info = {
         "backbone": config.backbone,
         "checkpoint_sha256": checkpoint_sha256(config.checkpoint),

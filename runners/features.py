@@ -60,6 +60,20 @@ class FeatureSet:
         return int(self.train.x.shape[1])
 
 
+def embedding_settings(config: Any) -> dict[str, Any]:
+    """The embedding arguments of :func:`load_features` / :func:`compute_embeddings` a TrialConfig gives
+    (one place, so the linear probe and ``runners.embed`` embed alike)."""
+    return {
+        "backbone": config.backbone,
+        "checkpoint": config.checkpoint,
+        "image_size": config.data.image_size,
+        "cache_dir": config.cache_dir,
+        "batch_size": config.embed_batch_size,
+        "amp": config.train.amp,
+        "num_workers": config.loader_workers,
+    }
+
+
 def checkpoint_sha256(path: str | os.PathLike | None) -> str | None:
     """SHA-256 of the checkpoint file, memoised per (path, size, mtime) because checkpoints are large."""
     if path is None:
