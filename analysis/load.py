@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -24,7 +23,6 @@ import pandas as pd
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-LOSSES = ("bce", "focal", "asl", "hill", "ral")
 STATUSES = ("complete", "diverged", "failed")
 # User attributes kept out of the tidy frame: per-class lists (large) and bookkeeping.
 _LIST_ATTRS = ("val_per_class_ap", "test_per_class_ap", "seeds")
@@ -141,13 +139,14 @@ def _bulk_trials(store: optuna.storages.BaseStorage, study_ids: list[int]) -> di
         return None
 
 
-def _infer_loss(name: str, attrs: dict[str, Any]) -> str:
+def _stored_loss(attrs: dict[str, Any]) -> str:
+    """The loss a study records (docs/store-format.md: its ``loss`` attribute); "unknown" when it has none.
+
+    Never guessed from the study's name: any loss the catalogue knows, a plugin's included, can be
+    studied, so no fixed list of names could tell them apart.
+    """
     loss = attrs.get("loss") or (attrs.get("config") or {}).get("loss")
-    if isinstance(loss, str) and loss:
-        return loss.lower()
-    tokens = re.split(r"[^a-z0-9]+", name.lower())
-    found = [t for t in tokens if t in LOSSES]
-    return found[0] if found else "unknown"
+    return loss.lower() if isinstance(loss, str) and loss else "unknown"
 
 
 def _status(trial: FrozenTrial | _Trial) -> str:
@@ -236,7 +235,7 @@ def read_studies(
         direction = fs.directions[0].name.lower() if fs.directions else "maximize"
         study = LoadedStudy(
             name=name,
-            loss=_infer_loss(name, attrs),
+            loss=_stored_loss(attrs),
             space_mode=str(config.get("space_mode", "full")),
             direction=direction,
             settings=attrs,

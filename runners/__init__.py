@@ -2,8 +2,10 @@
 
 ``runners.prepare(config)`` builds the data set and the embedding cache once; ``runners.run_trial(config,
 loss_name, loss_params, seed, replicates=1)`` trains and scores one loss configuration. Both are
-imported lazily, so ``import runners`` (and ``runners.config`` / ``runners.result``, which ``study``
-and ``analysis`` read) does not load torch until a trial is actually prepared or run.
+imported lazily, so ``import runners`` does not load torch until a trial is actually prepared or run:
+``study``'s parent process imports the torch-free modules ``runners.config``, ``runners.catalogue``
+and ``runners.checksum`` (its workers also ``runners.result``). ``analysis`` and ``reports`` never
+import ``runners``; they read what the store holds.
 """
 
 from __future__ import annotations

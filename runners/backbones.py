@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from .config import DEFAULT_BACKBONE  # noqa: F401  (re-exported: the default lives with the settings)
-from .data.base import file_sha256  # noqa: F401  (re-exported: checkpoints are identified by it)
 
 # Prefixes that wrappers add to parameter names: DistributedDataParallel / DataParallel, torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import OrderedDict
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backbones import create_backbone, data_spec, file_sha256
+from .backbones import create_backbone, data_spec
+from .checksum import file_sha256
+from .lru import LRUCache
 
 BACKBONE_INIT_SEED = 0
 SPLITS = ("train", "val", "test")
 _MEMORY_CACHE_SIZE = 2  # feature sets kept per process; a worker normally needs only one
-_memory_cache: OrderedDict[tuple, FeatureSet] = OrderedDict()
+_memory_cache: LRUCache[FeatureSet] = LRUCache(_MEMORY_CACHE_SIZE)
 _sha_cache: dict[tuple[str, int, int], str] = {}
 
 
@@ -160,39 +161,35 @@ def load_features(
     else:
         precision = embedding_precision(device, amp)
         key = embedding_key(dataset.fingerprint, backbone, checkpoint_sha256(checkpoint), int(image_size), precision)
-    memo_key = (key, str(device), os.path.abspath(cache_dir))
-    if memo_key in _memory_cache:
-        _memory_cache.move_to_end(memo_key)
-        return _memory_cache[memo_key]
-    if from_file:
-        raw = {name: getattr(dataset, name).features for name in SPLITS}
-    else:
-        raw = compute_embeddings(
-            dataset,
-            backbone=backbone,
-            checkpoint=checkpoint,
-            image_size=image_size,
-            cache_dir=cache_dir,
-            device=device,
-            batch_size=batch_size,
-            amp=amp,
-            num_workers=num_workers,
-            progress=progress,
-        )
-    mean, std = standardisation(raw["train"])
-    splits = {}
-    for name in SPLITS:
-        part = getattr(dataset, name)
-        x = torch.from_numpy(((raw[name] - mean) / std).astype(np.float32)).to(device)
-        y = torch.from_numpy(np.asarray(part.labels, dtype=np.float32)).to(device)
-        mask = getattr(part, "mask", None)
-        mask_t = None if mask is None else torch.from_numpy(np.asarray(mask, dtype=np.float32)).to(device)
-        splits[name] = SplitFeatures(x=x, y=y, mask=mask_t)
-    features = FeatureSet(key=key, **splits)
-    _memory_cache[memo_key] = features
-    while len(_memory_cache) > _MEMORY_CACHE_SIZE:
-        _memory_cache.popitem(last=False)
-    return features
+
+    def build() -> FeatureSet:
+        if from_file:
+            raw = {name: getattr(dataset, name).features for name in SPLITS}
+        else:
+            raw = compute_embeddings(
+                dataset,
+                backbone=backbone,
+                checkpoint=checkpoint,
+                image_size=image_size,
+                cache_dir=cache_dir,
+                device=device,
+                batch_size=batch_size,
+                amp=amp,
+                num_workers=num_workers,
+                progress=progress,
+            )
+        mean, std = standardisation(raw["train"])
+        splits = {}
+        for name in SPLITS:
+            part = getattr(dataset, name)
+            x = torch.from_numpy(((raw[name] - mean) / std).astype(np.float32)).to(device)
+            y = torch.from_numpy(np.asarray(part.labels, dtype=np.float32)).to(device)
+            mask = getattr(part, "mask", None)
+            mask_t = None if mask is None else torch.from_numpy(np.asarray(mask, dtype=np.float32)).to(device)
+            splits[name] = SplitFeatures(x=x, y=y, mask=mask_t)
+        return FeatureSet(key=key, **splits)
+
+    return _memory_cache.get_or_make((key, str(device), os.path.abspath(cache_dir)), build)
 
 
 def standardisation(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

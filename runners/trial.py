@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,17 +20,18 @@ import numpy as np
 import torch
 
 from . import metrics
-from .config import DataConfig, TrialConfig
+from .config import TrialConfig
 from .data import MultiLabelDataset, load_dataset
 from .device import resolve_device
 from .losses import create_loss
+from .lru import LRUCache
 from .protocols import Diverged, Predictions, get_protocol
 from .result import SCALAR_METRICS, TrialResult
 
 __all__ = ["Prepared", "prepare", "run_trial", "replicate_seeds"]
 
 _DATASET_CACHE_SIZE = 2  # data sets kept per process; a worker normally needs one
-_datasets: OrderedDict[tuple[DataConfig, str], MultiLabelDataset] = OrderedDict()
+_datasets: LRUCache[MultiLabelDataset] = LRUCache(_DATASET_CACHE_SIZE)
 
 
 @dataclass
@@ -181,14 +181,7 @@ def average_metrics(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def dataset_for(config: TrialConfig) -> MultiLabelDataset:
     """The trial's data set, loaded once per process (``load_dataset`` reads its own disk cache)."""
     key = (config.data, os.path.abspath(config.cache_dir))
-    if key in _datasets:
-        _datasets.move_to_end(key)
-        return _datasets[key]
-    dataset = load_dataset(config.data, config.cache_dir)
-    _datasets[key] = dataset
-    while len(_datasets) > _DATASET_CACHE_SIZE:
-        _datasets.popitem(last=False)
-    return dataset
+    return _datasets.get_or_make(key, lambda: load_dataset(config.data, config.cache_dir))
 
 
 def _score(dataset: MultiLabelDataset, predictions: Predictions) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,4 +1,11 @@
-"""Declarative hyperparameter search spaces, one per loss (no torch here: the study's parent process imports it).
+"""Declarative hyperparameter search spaces, one per loss, declared beside the loss's class.
+
+A loss declares its space in its own module (``@register_loss(name, space=Space(...))``, see
+:mod:`search_spaces.declare`): the ranges only, the defaults read from the loss class. The losses
+are found by the catalogue (``runners.catalogue``). Importing this package needs only optuna;
+:func:`get_space` imports the one loss module it is asked about (and with it torch), because that
+is where the defaults live. A *stored* space (:meth:`SearchSpace.from_dict`, what ``analysis`` and
+``reports`` read) never needs torch.
 
 >>> from search_spaces import get_space
 >>> space = get_space("ral", "matched")
@@ -20,30 +27,52 @@ Modes:
   study (trials differ only by seed), so it refuses ``nuisance=True``.
 
 ``nuisance=True`` adds the optimiser's ``lr`` and ``weight_decay`` (log scale) after the loss's parameters.
+``options`` shape a space that declares them, e.g. RAL's polynomial lengths
+``get_space("ral", options={"n_alpha": 3})``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
-from . import _losses
-from ._losses import MATCHED_PARAMS, NUISANCE, register
+from ._flags import add_option_flags
 from ._overrides import apply as _apply_overrides
 from ._space import NUISANCE_PARAMS, ParamSpec, SearchSpace
+from .declare import Option, Range, Series, Space
+from .ranges import MATCHED_PARAMS, NUISANCE
 
 __all__ = [
-    "LOSSES",
     "MATCHED_PARAMS",
     "MODES",
     "NUISANCE_PARAMS",
+    "Option",
     "ParamSpec",
+    "Range",
     "SearchSpace",
+    "add_option_flags",
+    "Series",
+    "Space",
     "get_space",
-    "register",
+    "loss_names",
+    "space_options",
 ]
 
-LOSSES: tuple[str, ...] = _losses.registered()
 MODES: tuple[str, ...] = ("full", "matched", "seeds")
+
+
+def loss_names() -> tuple[str, ...]:
+    """Every loss with a space, from the catalogue (torch-free: no loss module is imported)."""
+    from runners.catalogue import loss_names as names
+
+    return names()
+
+
+def space_options(loss: str) -> dict[str, Option]:
+    """The options ``loss``'s space declares (imports the loss's module)."""
+    from runners.catalogue import space_declaration
+
+    return dict(space_declaration(loss).options)
 
 
 def get_space(
@@ -51,35 +80,31 @@ def get_space(
     mode: str = "full",
     *,
     nuisance: bool = False,
-    n_alpha: int = 2,
-    n_beta: int = 1,
+    options: Mapping[str, object] | None = None,
     overrides: str | os.PathLike | None = None,
 ) -> SearchSpace:
     """The search space of ``loss`` in ``mode``.
 
     Args:
-        loss: one of :data:`LOSSES` (or a loss added with :func:`register`).
+        loss: one of :func:`loss_names`.
         mode: one of :data:`MODES` (see the module docstring).
         nuisance: also sweep ``lr`` and ``weight_decay``.
-        n_alpha, n_beta: number of RAL polynomial coefficients on positives / negatives (M, N, 1 to 8);
-            the released code has M = 2, N = 1. Other losses accept only the defaults.
+        options: values of the options the loss's space declares (:func:`space_options`), e.g. RAL's
+            ``n_alpha`` / ``n_beta`` (numbers of polynomial coefficients, 1 to 8); unset ones take
+            the declared defaults, and an option the space does not declare is refused.
         overrides: a TOML file changing ranges, scales, defaults, or holding parameters fixed; it is
             applied before the mode picks what to sweep, so its ``default`` is also the held value.
     """
     if mode not in MODES:
         raise ValueError(f"unknown search-space mode {mode!r}; choose one of {', '.join(MODES)}")
-    for name, n in (("n_alpha", n_alpha), ("n_beta", n_beta)):
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 8:
-            # At least 1: a loss_params without an alpha/beta key would mean "the released
-            # coefficients", not "none"; a single coefficient held at 0 removes the terms instead.
-            raise ValueError(f"{name} must be an integer from 1 to 8, got {n!r}")
     if mode == "seeds" and nuisance:
         raise ValueError(
             "the 'seeds' mode holds every hyperparameter at its default to measure seed noise; drop nuisance "
             "(--nuisance)"
         )
+    from runners.catalogue import space_specs  # the loss's module: its class holds the defaults
 
-    specs = _losses.build(loss, n_alpha, n_beta) + (NUISANCE if nuisance else ())
+    specs = space_specs(loss, dict(options or {})) + (NUISANCE if nuisance else ())
     user_fixed: dict[str, float] = {}
     if overrides is not None:
         applied = _apply_overrides(overrides, loss, specs)

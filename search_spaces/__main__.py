@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from . import LOSSES, MODES, SearchSpace, get_space
+from . import MODES, SearchSpace, add_option_flags, get_space, loss_names, space_options
 
 PROG = "python -m search_spaces"
 
@@ -31,15 +31,23 @@ def format_space(space: SearchSpace) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def _error(exc: ValueError) -> int:
+    print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Print the search space of a loss (all losses when none is named)."
     )
-    parser.add_argument("loss", nargs="?", choices=LOSSES, help="loss to show (default: every loss)")
+    try:
+        names = loss_names()
+    except ValueError as exc:  # e.g. a LOSSWEEP_LOSS_MODULES entry that does not exist
+        return _error(exc)
+    parser.add_argument("loss", nargs="?", choices=names, help="loss to show (default: every loss)")
     parser.add_argument("--mode", choices=MODES, default="full")
     parser.add_argument("--nuisance", action="store_true", help="also sweep lr and weight_decay")
-    parser.add_argument("--n-alpha", type=int, default=2, help="RAL positive polynomial coefficients (M)")
-    parser.add_argument("--n-beta", type=int, default=1, help="RAL negative polynomial coefficients (N)")
+    add_option_flags(parser)
     parser.add_argument("--space", metavar="FILE", help="TOML overrides to apply (checked for mistakes)")
     parser.add_argument("--json", action="store_true", help="print the JSON stored in a study instead of a table")
     args = parser.parse_args(argv)
@@ -49,12 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         spaces = []
-        for loss in [args.loss] if args.loss else LOSSES:
-            counts = {"n_alpha": args.n_alpha, "n_beta": args.n_beta} if loss == "ral" else {}
-            spaces.append(get_space(loss, args.mode, nuisance=args.nuisance, overrides=args.space, **counts))
+        options = dict(args.space_options or ())
+        for loss in [args.loss] if args.loss else names:
+            if not args.loss:  # every loss: each takes the options its space declares
+                declared = space_options(loss)
+                mine = {k: v for k, v in options.items() if k in declared}
+            else:
+                mine = options
+            spaces.append(get_space(loss, args.mode, nuisance=args.nuisance, options=mine, overrides=args.space))
     except ValueError as exc:
-        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return _error(exc)
     if args.json:
         print(json.dumps([s.to_dict() for s in spaces] if len(spaces) > 1 else spaces[0].to_dict(), indent=2))
     else:

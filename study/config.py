@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runners.checksum import file_sha256
 from runners.config import DataConfig, TrainConfig, TrialConfig
 from runners.config import cli_flag as _flag
 from runners.config import cli_type as _parser_for
@@ -36,6 +36,9 @@ EXECUTION_ONLY = {
 }
 # Study settings that may change on resume: the budget may grow, retries may be raised or lowered.
 RESUMABLE = {"n_trials", "max_retries", "space_file"}
+# Settings older stores recorded that now live in the stored search space (RAL's polynomial lengths are
+# its alpha_i / beta_i parameters), so a study stored with them resumes unchanged.
+RETIRED = {"n_alpha", "n_beta"}
 
 _HELP: dict[str, str] = {
     "data.name": (
@@ -133,14 +136,6 @@ def trial_config_from_args(args: argparse.Namespace) -> TrialConfig:
     return TrialConfig(data=DataConfig(**data), train=TrainConfig(**train), **top)
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class StudyConfig:
     """Everything a study's results depend on, plus its budget; stored as the study's ``config`` attribute."""
@@ -152,8 +147,6 @@ class StudyConfig:
     seed: int = 0
     space_mode: str = "full"
     nuisance: bool = False
-    n_alpha: int = 2
-    n_beta: int = 1
     replicates: int = 1
     max_retries: int = 2
     space_file: str | None = None
@@ -210,10 +203,10 @@ def setting_differences(stored: dict[str, Any], current: dict[str, Any]) -> list
     """``name (stored X, now Y)`` for each result-relevant setting that differs.
 
     ``stored`` and ``current`` hold the study attributes ``config``, ``search_space`` and
-    ``data_fingerprint``; execution-only settings and the budget are ignored.
+    ``data_fingerprint``; execution-only settings, the budget and retired settings are ignored.
     """
     a, b = _flatten(stored), _flatten(current)
-    skip = {f"config.{k}" for k in EXECUTION_ONLY | RESUMABLE}
+    skip = {f"config.{k}" for k in EXECUTION_ONLY | RESUMABLE | RETIRED}
     diffs = []
     for key in sorted(set(a) | set(b)):
         if key in skip:

@@ -30,7 +30,7 @@ from typing import Any
 
 import optuna
 
-from search_spaces import LOSSES, MODES, SearchSpace, get_space
+from search_spaces import MODES, SearchSpace, add_option_flags, get_space, loss_names
 
 from .config import STORE_FORMAT, StudyConfig, add_trial_arguments, setting_differences, trial_config_from_args
 from .design import SAMPLERS, Design, Ledger, grid_levels
@@ -85,9 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument(
         "--loss",
         required=True,
-        help=(
-            f"loss to study, or a comma list run one after the other into separate studies; one of {', '.join(LOSSES)}"
-        ),
+        help="loss to study, or a comma list run one after the other into separate studies; "
+        f"one of {', '.join(loss_names())}",
     )
     study.add_argument(
         "--trials",
@@ -145,12 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     space.add_argument("--nuisance", action="store_true", help="also sweep lr and weight_decay (default: off)")
-    space.add_argument(
-        "--n-alpha", type=int, default=2, metavar="M", help="RAL: polynomial terms on positives (default: 2)"
-    )
-    space.add_argument(
-        "--n-beta", type=int, default=1, metavar="N", help="RAL: polynomial terms on negatives (default: 1)"
-    )
+    add_option_flags(space)
     execution = parser.add_argument_group("execution")
     execution.add_argument(
         "--devices",
@@ -203,11 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_losses(text: str) -> list[str]:
     losses = [x.strip().lower() for x in text.split(",") if x.strip()]
+    known = loss_names()
     if not losses:
-        raise UsageError("--loss is empty; give one of " + ", ".join(LOSSES))
-    unknown = [x for x in losses if x not in LOSSES]
+        raise UsageError("--loss is empty; give one of " + ", ".join(known))
+    unknown = [x for x in losses if x not in known]
     if unknown:
-        raise UsageError(f"unknown loss {', '.join(map(repr, unknown))}; choose from {', '.join(LOSSES)}")
+        raise UsageError(f"unknown loss {', '.join(map(repr, unknown))}; choose from {', '.join(known)}")
     if len(set(losses)) != len(losses):
         raise UsageError(f"--loss names a loss twice: {text}")
     return losses
@@ -344,8 +339,7 @@ def make_plans(args: argparse.Namespace) -> list[Plan]:
             loss,
             args.space_mode,
             nuisance=args.nuisance,
-            n_alpha=args.n_alpha,
-            n_beta=args.n_beta,
+            options=dict(args.space_options or ()),
             overrides=args.space,
         )
         config = StudyConfig(
@@ -356,8 +350,6 @@ def make_plans(args: argparse.Namespace) -> list[Plan]:
             seed=args.seed,
             space_mode=args.space_mode,
             nuisance=args.nuisance,
-            n_alpha=args.n_alpha,
-            n_beta=args.n_beta,
             replicates=args.replicates,
             max_retries=args.max_retries,
             space_file=None if args.space is None else str(Path(args.space).resolve()),

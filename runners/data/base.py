@@ -153,15 +153,6 @@ def fingerprint(*parts: Any) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks): identifies weights and features files."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def hash_arrays(digest: hashlib._Hash, *arrays: np.ndarray) -> None:
     """Feed arrays (dtype, shape and bytes) into a running digest."""
     for array in arrays:

@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from ..checksum import file_sha256
 from ..config import DataConfig
-from .base import SPLITS, MultiLabelDataset, Split, check_dataset, file_sha256, hash_arrays
+from .base import SPLITS, MultiLabelDataset, Split, check_dataset, hash_arrays
 from .csv_manifest import seeded_split
 from .labels import apply_uncertain_policy
 from .npz import class_names, label_values, read_archive, split_keys

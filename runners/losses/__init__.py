@@ -1,9 +1,11 @@
 """Multi-label losses with reference parity, finite gradients and near-BCE cost.
 
-``create_loss(name, **params)`` builds one of :func:`available_losses` (``"asl"``, ``"bce"``,
-``"focal"``, ``"hill"``, ``"ral"``); every loss is called as ``loss(logits, targets, mask=None)`` on
-(batch, classes) tensors and returns the summed loss by default (``reduction="mean"`` or ``"none"``
-on request). A new loss is one :class:`MultiLabelLoss` subclass plus ``@register_loss("name")``.
+``create_loss(name, **params)`` builds one of :func:`available_losses`; every loss is called as
+``loss(logits, targets, mask=None)`` on (batch, classes) tensors and returns the summed loss by
+default (``reduction="mean"`` or ``"none"`` on request). A new loss is one module of this package,
+named after the loss, holding a :class:`MultiLabelLoss` subclass decorated with
+``@register_loss("name", space=Space(...))``: it is discovered (``runners.catalogue``), not listed here.
+Importing this package imports every discovered loss module and exports its class by name.
 
 Formulas (p = sigmoid(x), p_clip = max(p - clip, 0), q = 1 - p_clip = min(1 - p + clip, 1),
 p~ = max(p, eps), q~ = max(q, eps), sums over batch and classes):
@@ -40,25 +42,23 @@ fails to compile warns once and falls back to the eager one.
 
 from __future__ import annotations
 
+from .. import catalogue
 from ._closed_form import release_workspace
-from .asl import AsymmetricLoss
 from .base import MultiLabelLoss
-from .bce import BCELoss
-from .focal import FocalLoss
-from .hill import HillLoss
-from .ral import RobustAsymmetricLoss
 from .registry import available_losses, create_loss, loss_class, register_loss
 
 __all__ = [
-    "AsymmetricLoss",
-    "BCELoss",
-    "FocalLoss",
-    "HillLoss",
     "MultiLabelLoss",
-    "RobustAsymmetricLoss",
     "available_losses",
     "create_loss",
     "loss_class",
     "register_loss",
     "release_workspace",
 ]
+
+# The package's loss classes (AsymmetricLoss, RobustAsymmetricLoss, ...), importable from here; plugin
+# losses (LOSSWEEP_LOSS_MODULES) are imported only when asked for by name.
+for _cls in catalogue.builtin_loss_classes():
+    globals()[_cls.__name__] = _cls
+    __all__.append(_cls.__name__)
+del _cls

@@ -7,6 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from search_spaces.declare import Space
+from search_spaces.ranges import CLIP, GAMMA_NEG, GAMMA_POS
+
 from ._closed_form import (
     finish_chunk,
     indicator,
@@ -27,7 +30,7 @@ def fused_asl(x: Tensor, y: Tensor, mask: Tensor | None, c: Tensor) -> tuple[Ten
     return asymmetric(x, y, mask, c, None, None)
 
 
-@register_loss("asl")
+@register_loss("asl", space=Space(GAMMA_POS, GAMMA_NEG, CLIP))
 class AsymmetricLoss(MultiLabelLoss):
     r"""ASL: ``-sum[ y (1-p)^g+ log max(p, eps) + (1-y) p_clip^g- log max(q, eps) ]``.
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+from search_spaces.declare import Space
+
 from .base import MultiLabelLoss, _no_autocast
 from .registry import register_loss
 
 
-@register_loss("bce")
+@register_loss("bce", space=Space())  # nothing to sweep: the baseline
 class BCELoss(MultiLabelLoss):
     r"""BCE: ``-sum[ y log p + (1-y) log(1-p) ]``, p = sigmoid(x), via ``binary_cross_entropy_with_logits``.
 

@@ -7,12 +7,26 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from search_spaces.declare import INF, Range, Space
+
 from ._closed_form import power, softplus, workspace
 from .base import MultiLabelLoss, real
 from .registry import register_loss
 
 
-@register_loss("focal")
+@register_loss(
+    "focal",
+    space=Space(
+        Range(
+            "gamma",
+            0.0,
+            5.0,
+            # Lin et al. (2017) ablate gamma in {0, 0.1, 0.2, 0.5, 1, 2, 5}; 0 is BCE.
+            doc="focusing exponent, weight (1-p_t)^gamma on both positives and negatives",
+            limits=(0.0, INF),
+        )
+    ),
+)
 class FocalLoss(MultiLabelLoss):
     r"""Focal loss: ``-sum[ y (1-p)^gamma log p + (1-y) p^gamma log(1-p) ]``, p = sigmoid(x).
 

@@ -7,12 +7,37 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from search_spaces.declare import INF, Range, Space
+from search_spaces.ranges import LAM
+
 from ._closed_form import power, softplus, times_sigmoid_slope_, workspace
 from .base import MultiLabelLoss, real
 from .registry import register_loss
 
 
-@register_loss("hill")
+@register_loss(
+    "hill",
+    space=Space(
+        LAM,
+        Range(
+            "margin",
+            0.0,
+            2.0,
+            # 0 removes the margin (a focal-like positive term); 2 keeps the default 1 centred. A negative
+            # margin would reward positives that are already confident, so limits start at 0.
+            doc="logit margin on positives, p_m = sigmoid(x - margin)",
+            limits=(0.0, INF),
+        ),
+        Range(
+            "gamma",
+            0.0,
+            4.0,
+            # Same role as ASL's gamma_pos (focal weight on positives); the same [0, 4] range.
+            doc="focusing exponent on positives, weight (1-p_m)^gamma",
+            limits=(0.0, INF),
+        ),
+    ),
+)
 class HillLoss(MultiLabelLoss):
     r"""Hill: ``sum[ -y (1-p_m)^gamma log p_m + (1-y) (lam - p) p^2 ]``, p = sigmoid(x), p_m = sigmoid(x - margin).
 

@@ -7,6 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from search_spaces.declare import Option, Space
+from search_spaces.ranges import CLIP, GAMMA_NEG, GAMMA_POS, LAM, polynomial
+
 from ._closed_form import (
     add_polynomial_,
     add_polynomial_slope_,
@@ -33,7 +36,23 @@ def fused_ral(
     return asymmetric(x, y, mask, c, alpha, beta)
 
 
-@register_loss("ral")
+@register_loss(
+    "ral",
+    space=Space(
+        GAMMA_POS,
+        GAMMA_NEG,
+        CLIP,
+        LAM,
+        polynomial("alpha", "n_alpha", "(1-p)^{i} on positives"),
+        polynomial("beta", "n_beta", "q^{i} on negatives"),
+        # M and N: the released code has M = 2, N = 1. At least 1: a loss_params without an alpha/beta
+        # key would mean "the released coefficients", not "none"; one coefficient held at 0 removes the terms.
+        options={
+            "n_alpha": Option(2, 1, 8, "RAL positive polynomial coefficients (M)"),
+            "n_beta": Option(1, 1, 8, "RAL negative polynomial coefficients (N)"),
+        },
+    ),
+)
 class RobustAsymmetricLoss(MultiLabelLoss):
     r"""RAL, as the released code computes it (kalelpark/RAL, ``Ralloss`` in ``models/get_optimizer.py``)::
 

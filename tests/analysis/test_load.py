@@ -79,8 +79,9 @@ def test_selection_and_errors(make_store, tmp_path):
 def test_foreign_study_is_loaded(make_store):
     url = make_store(StudySpec("my-focal-run", "focal", 12, lossweep=False))
     frame, loaded, _ = load.read_studies(url)
-    assert len(frame) == 12 and frame["loss"].iloc[0] == "focal"  # guessed from the name
-    assert any("not made by lossweep" in m for m in loaded["my-focal-run"].messages)
+    # The loss is read from the study's attributes only; a foreign study has none, and its name is not guessed at.
+    assert len(frame) == 12 and frame["loss"].iloc[0] == "unknown"
+    assert any("not made by lossweep" in m and "'unknown'" in m for m in loaded["my-focal-run"].messages)
 
 
 def test_running_trials_are_left_out(make_store):

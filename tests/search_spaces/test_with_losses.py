@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search_spaces import LOSSES, get_space
+from search_spaces import get_space, loss_names
+
+LOSSES = loss_names()
 
 torch = pytest.importorskip("torch")
 losses = pytest.importorskip("runners.losses")
@@ -40,7 +42,8 @@ def test_space_defaults_are_the_loss_class_defaults(loss):
 
 @pytest.mark.parametrize("loss,n_alpha,n_beta", [(loss, 2, 1) for loss in LOSSES] + [("ral", 3, 2), ("ral", 1, 1)])
 def test_every_space_point_builds_and_runs_the_loss(loss, n_alpha, n_beta):
-    space = get_space(loss, "full", n_alpha=n_alpha, n_beta=n_beta)
+    options = {"n_alpha": n_alpha, "n_beta": n_beta} if loss == "ral" else {}
+    space = get_space(loss, "full", options=options)
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(16, 6, generator=gen) * 4
     targets = (torch.rand(16, 6, generator=gen) < 0.3).float()
