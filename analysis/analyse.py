@@ -1,16 +1,20 @@
 """``analyse``: from a store to every number a report shows (an :class:`~analysis.results.Analysis`).
 
-Steps: load the studies (analysis.load), summarise each study's spread of validation mAP
-(analysis.stats), find each loss's seed noise floor, compare pairs of studies (spread ratio,
-Brown–Forsythe, superiority, differences, fairness, verdict), expected best mAP after n trials
-(analysis.expected_best), importances (analysis.importance) and marginal curves
-(analysis.marginals). Degenerate inputs (one study, no complete trials, constant values, a study
+Steps: load the studies (analysis.load), put each diverged trial at its data's floor value
+(analysis.failure), summarise each study's failure-aware spread of validation mAP with survivors-only
+figures beside (analysis.stats) and its variance components where R >= 2 (analysis.components),
+find each loss's seed noise floor, compare pairs of studies (analysis.compare: the calibrated
+spread test or σ_hp, secondary measures, fairness, refusal, verdict; one primary comparison, the
+others Holm-adjusted), expected best mAP after n trials (analysis.expected_best), importances
+(analysis.importance) and marginal curves (analysis.marginals). Degenerate inputs (one study, no
+complete trials, constant values, a study
 not made by lossweep) give NaNs and messages, never a traceback.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import time
 
 import numpy as np
@@ -18,12 +22,17 @@ import optuna
 import pandas as pd
 
 from analysis import fairness, stats
-from analysis.expected_best import expected_best_curve
+from analysis.compare import Side, adjust, compare
+from analysis.components import replicate_table, variance_components
+from analysis.expected_best import expected_best_curve, expected_best_half
+from analysis.failure import failure_aware, floors
 from analysis.importance import param_importances
 from analysis.load import LoadedStudy, read_studies
 from analysis.marginals import GRID_PAIR, grid2d, marginals
-from analysis.results import Analysis, Comparison, StudySummary
-from analysis.verdict import seed_command, write_verdict
+from analysis.measures import DELTA
+from analysis.results import Analysis, Comparison, Estimate, StudySummary
+from analysis.spread import N_PERMUTATIONS
+from analysis.verdict import seed_command
 
 TIERS = ("head", "medium", "tail")
 SEEDS_MODE = "seeds"
@@ -46,8 +55,28 @@ def _counts(part: pd.DataFrame) -> tuple[int, int, int, int]:
     )
 
 
-def summarise(study: LoadedStudy, part: pd.DataFrame, *, n_boot: int, seed: int, messages: list[str]) -> StudySummary:
-    """Dispersion, failure rates and tier spreads of one study's trials."""
+def _config(settings: dict) -> dict:
+    config = settings.get("config")
+    return config if isinstance(config, dict) else {}
+
+
+def _replicates(settings: dict) -> int:
+    r = _config(settings).get("replicates", 1)
+    return int(r) if isinstance(r, int) and not isinstance(r, bool) and r >= 1 else 1
+
+
+def summarise(
+    study: LoadedStudy,
+    part: pd.DataFrame,
+    failure_aware: np.ndarray,
+    floor: float,
+    *,
+    floor_source: str = "",
+    n_boot: int,
+    seed: int,
+    messages: list[str],
+) -> StudySummary:
+    """Failure-aware dispersion (survivors beside), failure rates, tier spreads and variance components."""
     values = _values(part)
     n_complete, n_failed, n_diverged, n_interrupted = _counts(part)
     n_finished = n_complete + n_failed + n_diverged
@@ -79,6 +108,16 @@ def summarise(study: LoadedStudy, part: pd.DataFrame, *, n_boot: int, seed: int,
             tv = tv[np.isfinite(tv)]
             if tv.size:
                 tier_std[tier] = stats.std_estimate(tv, n_boot=n_boot, seed=seed)
+    fa = failure_aware[np.isfinite(failure_aware)]
+    replicates = _replicates(study.settings)
+    components: dict[str, Estimate] = {}
+    if replicates >= 2 and study.space_mode != SEEDS_MODE:
+        table = replicate_table(part, replicates, floor)
+        components = variance_components(table)
+    dispersion = stats.dispersion(fa, n_boot=n_boot, seed=seed)
+    dispersion["expected_best_half"] = expected_best_half(fa, n_boot=n_boot, seed=seed)
+    survivors = stats.dispersion(values, n_boot=n_boot, seed=seed)
+    survivors["expected_best_half"] = expected_best_half(values, n_boot=n_boot, seed=seed)
     return StudySummary(
         name=study.name,
         loss=study.loss,
@@ -88,43 +127,52 @@ def summarise(study: LoadedStudy, part: pd.DataFrame, *, n_boot: int, seed: int,
         n_failed=n_failed,
         n_diverged=n_diverged,
         enough=enough,
-        stats=stats.dispersion(values, n_boot=n_boot, seed=seed),
+        stats=dispersion,
         failure_rate=stats.wilson(n_failed + n_diverged, n_finished),
         divergence_rate=stats.wilson(n_diverged, n_finished),
         tier_std=tier_std,
+        floor_value=floor,
+        floor_source=floor_source,
+        survivor_stats=survivors,
+        variance_components=components,
+        n_replicates=replicates,
+        sampler=str(_config(study.settings).get("sampler") or ""),
+        swept=fairness.swept(study.settings),
     )
 
 
-def _seed_noise(
-    name: str, loaded: dict[str, LoadedStudy], frame: pd.DataFrame, by_study: dict[str, pd.DataFrame]
-) -> tuple[np.ndarray, str] | None:
-    """Values whose std is the seed noise of ``name``'s loss, and where they come from.
+def _seed_floor(
+    name: str,
+    loaded: dict[str, LoadedStudy],
+    fa: dict[str, np.ndarray],
+    by_study: dict[str, pd.DataFrame],
+    messages: list[str],
+) -> tuple[np.ndarray, str, np.ndarray | None] | None:
+    """(values whose std is the seed noise of one of ``name``'s trial values, their source, default values).
 
-    In order of preference: a seeds-mode study of the same loss on the same data (the default
-    configuration over many seeds); the replicate values stored in the study's own trials; a
-    seeds-mode study of the loss on other data, named as such (seed noise depends on the data).
+    In order: a seeds-mode study of the same loss that matches the sweep on data, protocol, epochs,
+    backbone and replicates (its failure-aware values; they are also the default configuration's
+    values for tunability); else the replicate residuals of the study's own trials divided by sqrt(R)
+    (a trial value is the mean of R runs). A seeds-mode study that does not match is named, never used.
     """
     study = loaded[name]
-    fp = study.settings.get("data_fingerprint")
-
-    def same_data(s: LoadedStudy) -> bool:
-        other = s.settings.get("data_fingerprint")
-        return fp is None or other is None or other == fp
-
     candidates = [s for s in loaded.values() if s.space_mode == SEEDS_MODE and s.loss == study.loss]
-    candidates.sort(key=lambda s: -_values(by_study[s.name]).size)
-    for cand in (c for c in candidates if same_data(c)):
-        v = _values(by_study[cand.name])
-        if v.size >= 2:
-            return v, f"seeds-mode study {cand.name!r}"
+    candidates.sort(key=lambda s: -fa[s.name].size)
+    for cand in candidates:
+        diffs = fairness.floor_differences(study.settings, cand.settings)
+        if diffs:
+            messages.append(
+                f"{name}: seeds-mode study {cand.name!r} is not used as its noise floor: it differs in "
+                f"{fairness.describe(diffs)}"
+            )
+            continue
+        if fa[cand.name].size >= 2:
+            return fa[cand.name], f"seeds-mode study {cand.name!r}", fa[cand.name]
+    r = _replicates(study.settings)
     reps = by_study[name].loc[by_study[name]["status"] == "complete", "replicate_values"]
-    residuals = stats.replicate_residuals([r for r in reps if isinstance(r, list)])
+    residuals = stats.replicate_residuals([x for x in reps if isinstance(x, list)])
     if residuals.size >= 2:
-        return residuals, "replicate values of its own trials"
-    for cand in (c for c in candidates if not same_data(c)):
-        v = _values(by_study[cand.name])
-        if v.size >= 2:
-            return v, f"seeds-mode study {cand.name!r}, which used other data (its floor may not apply here)"
+        return residuals / math.sqrt(r), f"replicate values of its own trials (single-run std / sqrt({r}))", None
     return None
 
 
@@ -144,39 +192,18 @@ def default_pairs(summaries: dict[str, StudySummary]) -> list[tuple[str, str]]:
     return pairs
 
 
-def compare(
-    a: StudySummary,
-    b: StudySummary,
-    va: np.ndarray,
-    vb: np.ndarray,
-    settings_a: dict,
-    settings_b: dict,
-    *,
-    n_boot: int,
-    seed: int,
-    check_settings: bool = True,
-) -> Comparison:
-    """Study ``b`` against study ``a``: spread ratio, equal-spread test, superiority, differences, verdict."""
-    ratio = stats.std_ratio(va, vb, n_boot=n_boot, seed=seed)
-    bf_stat, bf_p = stats.brown_forsythe(va, vb)
-    superiority = stats.prob_superiority(va, vb)
-    mean_diff = stats.mean_difference(va, vb, n_boot=n_boot, seed=seed)
-    best_diff = stats.best_difference(va, vb, n_boot=n_boot, seed=seed)
-    diffs = fairness.differences(settings_a, settings_b, a.n_trials, b.n_trials) if check_settings else []
-    verdict = write_verdict(a, b, ratio, bf_p, superiority, mean_diff, diffs)
-    return Comparison(
-        a=a.name,
-        b=b.name,
-        std_ratio=ratio,
-        brown_forsythe_stat=bf_stat,
-        brown_forsythe_p=bf_p,
-        p_b_beats_a=superiority,
-        mean_diff=mean_diff,
-        best_diff=best_diff,
-        fair=not diffs,
-        differences=diffs,
-        verdict=verdict,
-    )
+def primary_index(comparisons: list[Comparison], summaries: dict[str, StudySummary]) -> int | None:
+    """The primary comparison: ASL vs RAL in matched mode, else in full mode, else the first one."""
+    if not comparisons:
+        return None
+
+    def key(i: int) -> tuple[int, int]:
+        c = comparisons[i]
+        losses = {summaries[c.a].loss, summaries[c.b].loss}
+        mode = {"matched": 0, "full": 1}.get(c.mode, 2)
+        return (0 if losses == {"asl", "ral"} else 1, mode)
+
+    return min(range(len(comparisons)), key=lambda i: (key(i), i))
 
 
 def analyse(
@@ -188,6 +215,8 @@ def analyse(
     pairs: list[tuple[str, str]] | None = None,
     importance_resamples: int = 12,
     max_importance_trials: int = 1000,
+    delta: float = DELTA,
+    n_perm: int = N_PERMUTATIONS,
 ) -> Analysis:
     """Every robustness statistic of the studies in ``storage`` (all of them, or those named).
 
@@ -200,12 +229,19 @@ def analyse(
             same space mode and different losses, ASL as ``a`` and RAL as ``b`` where present.
         importance_resamples: subsamples behind the importance intervals (each refits fANOVA).
         max_importance_trials: complete trials per study used for importances (subsampled beyond).
+        delta: the near-best margin δ of P(mAP ≥ best − δ) (mAP points; default 0.01).
+        n_perm: permutations of the primary spread test.
 
     Raises:
-        ValueError: an empty store, unknown study names, or pairs naming studies not analysed.
+        ValueError: an empty store, unknown study names, pairs naming studies not analysed, a negative
+            n_boot or n_perm, or a delta that is not a positive finite number.
     """
     if n_boot < 0:
         raise ValueError(f"n_boot must be >= 0 (bootstrap resamples); got {n_boot}")
+    if n_perm < 0:
+        raise ValueError(f"n_perm must be >= 0 (permutations); got {n_perm}")
+    if not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta > 0):
+        raise ValueError(f"delta must be a positive number of mAP points, e.g. 0.01; got {delta!r}")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     frame, loaded, shown = read_studies(storage, studies)
@@ -214,20 +250,45 @@ def analyse(
     by_study = {name: frame[frame["study"] == name] for name in loaded}
 
     t = time.perf_counter()
+    floor_of = floors({n: s.settings for n, s in loaded.items()}, by_study)
+    frame["value_failure_aware"] = np.nan
+    fa: dict[str, np.ndarray] = {}
+    for name in loaded:
+        floor, source = floor_of[name]
+        column = failure_aware(by_study[name], floor)
+        frame.loc[column.index, "value_failure_aware"] = column
+        fa[name] = column.to_numpy(float)[np.isfinite(column.to_numpy(float))]
+        n_div = int((by_study[name]["status"].astype(str) == "diverged").sum())
+        if n_div:
+            messages.append(f"{name}: {n_div} diverged trial(s) counted at the floor mAP {floor:.4f} ({source})")
+    by_study = {name: frame[frame["study"] == name] for name in loaded}
     summaries = {
-        name: summarise(s, by_study[name], n_boot=n_boot, seed=seed, messages=messages) for name, s in loaded.items()
+        name: summarise(
+            s,
+            by_study[name],
+            fa[name],
+            floor_of[name][0],
+            floor_source=floor_of[name][1],
+            n_boot=n_boot,
+            seed=seed,
+            messages=messages,
+        )
+        for name, s in loaded.items()
     }
+    defaults: dict[str, np.ndarray] = {}
     for name, summary in summaries.items():
         if summary.space_mode == SEEDS_MODE:
             summary.seed_floor_std = summary.stats["std"].value
             continue
-        noise = _seed_noise(name, loaded, frame, by_study)
+        noise = _seed_floor(name, loaded, fa, by_study, messages)
         if noise is None:
             messages.append(f"{name}: seed noise floor not measured; measure it with `{seed_command(summary.loss)}`")
             continue
-        sample, source = noise
+        sample, source, default = noise
+        if default is not None:
+            defaults[name] = default
         summary.seed_floor_std = float(np.std(sample, ddof=1))
-        summary.hp_to_seed_ratio = stats.hp_to_seed_ratio(_values(by_study[name]), sample, n_boot=n_boot, seed=seed)
+        summary.hp_to_seed_ratio = stats.hp_to_seed_ratio(fa[name], sample, n_boot=n_boot, seed=seed)
         messages.append(f"{name}: seed noise floor from the {source} (std {summary.seed_floor_std:.4f})")
     timings["summaries"] = time.perf_counter() - t
 
@@ -248,40 +309,42 @@ def analyse(
         unknown = sorted({n for p in pairs for n in p} - set(loaded))
         if unknown:
             raise ValueError(f"pairs name studies not analysed: {', '.join(unknown)}; analysed: {', '.join(loaded)}")
+
+    def side(name: str) -> Side:
+        s = summaries[name]
+        table = (
+            replicate_table(by_study[name], s.n_replicates, s.floor_value)
+            if s.n_replicates >= 2 and s.variance_components
+            else None
+        )
+        return Side(s, fa[name], loaded[name].settings, table, defaults.get(name))
+
     comparisons = []
     for name_a, name_b in pairs:
-        a, b = summaries[name_a], summaries[name_b]
-        lossweep_made = "lossweep" in loaded[name_a].settings and "lossweep" in loaded[name_b].settings
-        comp = compare(
-            a,
-            b,
-            _values(by_study[name_a]),
-            _values(by_study[name_b]),
-            loaded[name_a].settings,
-            loaded[name_b].settings,
-            n_boot=n_boot,
-            seed=seed,
-            check_settings=True,
-        )
-        if not lossweep_made:
+        comp = compare(side(name_a), side(name_b), delta=delta, n_boot=n_boot, n_perm=n_perm, seed=seed)
+        if not ("lossweep" in loaded[name_a].settings and "lossweep" in loaded[name_b].settings):
             messages.append(
                 f"{name_a} vs {name_b}: a study not made by lossweep cannot be checked for fairness; treated as unfair"
             )
         if not comp.fair:
             messages.append(f"{name_a} vs {name_b}: unfair comparison ({fairness.describe(comp.differences)})")
         comparisons.append(comp)
+    first = primary_index(comparisons, summaries)
+    if first is not None:
+        comparisons[first].primary = True
+        c = comparisons[first]
+        messages.append(f"primary comparison: {c.a} vs {c.b} ({c.mode} space); every other comparison is secondary")
+    adjust(comparisons, summaries)
     timings["comparisons"] = time.perf_counter() - t
 
     t = time.perf_counter()
     curves = []
     for name in loaded:
-        curve = expected_best_curve(_values(by_study[name]), n_boot=n_boot, seed=seed)
-        curves.append(curve.assign(study=name))
-    expected = (
-        pd.concat(curves, ignore_index=True)[["study", "n", "mean", "low", "high"]]
-        if curves
-        else pd.DataFrame(columns=["study", "n", "mean", "low", "high"])
-    )
+        for basis, v in (("failure-aware", fa[name]), ("survivors", _values(by_study[name]))):
+            curve = expected_best_curve(v, n_boot=n_boot, seed=seed)
+            curves.append(curve.assign(study=name, basis=basis))
+    columns = ["study", "n", "mean", "low", "high", "basis"]
+    expected = pd.concat(curves, ignore_index=True)[columns] if curves else pd.DataFrame(columns=columns)
     timings["expected_best"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -66,6 +66,33 @@ def _shared_ranges(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
     ]
 
 
+def swept(settings: dict[str, Any]) -> tuple[str, ...]:
+    """The swept hyperparameters of a stored search space, in declaration order."""
+    return tuple(_space_params(settings))
+
+
+# Differences that are flagged but do not refuse a directional verdict: the spread test handles
+# unequal budgets, and a different study seed is a different (independent) draw of the seed noise.
+FLAG_ONLY = {"n_trials", "finished_trials", "seed"}
+# Settings a seeds-mode study may differ in from the sweep it is the noise floor of.
+FLOOR_EXEMPT = {"n_trials", "finished_trials", "sampler", "seed", "space_mode", "swept_parameters"}
+SPACE_FILLING = ("qmc", "random", "grid")
+
+
+def refusal_differences(diffs: list[Difference]) -> list[Difference]:
+    """The differences that refuse a directional verdict (all but budget and seed)."""
+    return [d for d in diffs if d.setting not in FLAG_ONLY]
+
+
+def floor_differences(sweep: dict[str, Any], seeds: dict[str, Any]) -> list[Difference]:
+    """Why a seeds-mode study cannot be ``sweep``'s noise floor: data, protocol, epochs, backbone, replicates..."""
+    return [
+        d
+        for d in differences(sweep, seeds)
+        if d.setting not in FLOOR_EXEMPT and not d.setting.startswith("search_space")
+    ]
+
+
 def differences(
     settings_a: dict[str, Any],
     settings_b: dict[str, Any],
@@ -93,6 +120,9 @@ def differences(
                 Difference(key, list(va) if isinstance(va, tuple) else va, list(vb) if isinstance(vb, tuple) else vb)
             )
     out.extend(_shared_ranges(settings_a, settings_b))
+    swept_a, swept_b = swept(settings_a), swept(settings_b)
+    if set(swept_a) != set(swept_b):
+        out.append(Difference("swept_parameters", list(swept_a), list(swept_b)))
     return out
 
 

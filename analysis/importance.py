@@ -1,14 +1,16 @@
 """Which hyperparameters move validation mAP: fANOVA and PED-ANOVA (optuna.importance), with intervals.
 
 Neither evaluator gives an interval, and fANOVA's random forest changes from call to call (optuna
-#1199, #2757), so both are re-evaluated on resamples of the trials: the interval covers which trials
-happened to be run and, for fANOVA, the forest's seed (each resample has its own). The resamples are
-random subsets of 63.2 % of the trials drawn without replacement (the share of distinct trials in a
-bootstrap resample) rather than bootstrap resamples, because duplicated trials bias both methods
-(spiky Parzen estimates in PED-ANOVA, pure leaves in the forest); intervals from smaller subsets are
-somewhat wider than the full-data uncertainty, i.e. conservative. Importances are shares bounded
-below by 0 and smaller subsets see more noise, so for a parameter that hardly matters the interval can
-sit just above a point estimate near 0 (reports clip such error bars at the point).
+#1199, #2757), so both are re-evaluated on subsamples of the trials: the interval covers which
+trials happened to be run and, for fANOVA, the forest's seed (each subsample has its own). The
+subsamples are random subsets of a share f = 0.632 of the trials drawn without replacement
+(duplicated trials, as in a bootstrap resample, bias both methods: spiky Parzen estimates in
+PED-ANOVA, pure leaves in the forest). A subsample of m = f n trials varies more than the full
+sample does: for a smooth statistic Var(θ_m) ≈ σ² (1/m − 1/n), so the subsample deviations are
+rescaled by √(f / (1 − f)) to the full-sample scale (Politis, Romano & Wolf 1999, ch. 2). With the
+few subsamples fANOVA's cost allows (12 by default), empirical 2.5 / 97.5 % quantiles would be
+unstable, so the interval is θ̂ ± t(0.975, B − 1) · sd(θ*) · √(f / (1 − f)) — the t quantile
+accounts for estimating the sd from B subsamples — clipped to [0, 1] (importances are shares).
 The point estimate is fANOVA's mean over several forest seeds on all trials (``spread`` is their
 std) and PED-ANOVA's value on all trials (it is deterministic).
 
@@ -28,17 +30,17 @@ grows with its number of leaves.
 
 from __future__ import annotations
 
-import copy
 import datetime
 import warnings
-from collections.abc import Container
 
 import numpy as np
 import optuna
 import pandas as pd
+import scipy.stats
 from optuna.distributions import BaseDistribution, CategoricalDistribution
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from study.optuna_internals import FixedTrialsStudy
 
 FANOVA_TREES = 16
 FANOVA_DEPTH = 6
@@ -48,37 +50,13 @@ MIN_TRIALS = 5
 COLUMNS = ["study", "param", "method", "mean", "low", "high", "spread", "n_trials"]
 
 
-SUBSAMPLE_SHARE = 0.632  # the expected share of distinct trials in a bootstrap resample
+SUBSAMPLE_SHARE = 0.632  # share of the trials in each subsample (as many distinct trials as a bootstrap resample)
 
 
-class _GivenTrials(optuna.Study):
-    """A maximised study reading a fixed list of trials: what ``optuna.importance`` evaluates.
-
-    The evaluators only read trials through :meth:`optuna.Study.get_trials` (and the study's
-    direction). Adding the trials to an in-memory study instead deep-copies every one of them, which
-    was a third of the importance time at 1,000 trials and 12 resamples; a resample here is a list
-    slice. tests/analysis/test_importance.py checks that the importances equal those of a real study.
-    """
-
-    def __init__(self, trials: list[FrozenTrial]) -> None:
-        storage = optuna.storages.InMemoryStorage()
-        verbosity = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" per resample
-        try:
-            study_id = storage.create_new_study([StudyDirection.MAXIMIZE])
-        finally:
-            optuna.logging.set_verbosity(verbosity)
-        super().__init__(study_name=storage.get_study_name_from_id(study_id), storage=storage)
-        self._given = trials
-
-    def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
-        trials = [t for t in self._given if states is None or t.state in states]
-        return copy.deepcopy(trials) if deepcopy else trials
-
-    def _get_trials(
-        self, deepcopy: bool = True, states: Container[TrialState] | None = None, use_cache: bool = False
-    ) -> list[FrozenTrial]:
-        return self.get_trials(deepcopy=deepcopy, states=states)
+# A maximised study reading a fixed list of trials: what ``optuna.importance`` evaluates (a resample
+# is a list slice, not a deep copy of every trial). tests/analysis/test_importance.py checks that the
+# importances equal those of a real study.
+_GivenTrials = FixedTrialsStudy
 
 
 _EPOCH = datetime.datetime(2000, 1, 1)  # finished trials need timestamps; the evaluators ignore them
@@ -205,15 +183,19 @@ def param_importances(
         )
         ped_boot.append(_evaluate(resampled, optuna.importance.PedAnovaImportanceEvaluator(), names))
 
-    def interval(boot: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    share = size / n
+
+    def interval(point: np.ndarray, boot: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         if len(boot) < 2:
             nan = np.full(len(names), np.nan)
             return nan, nan
-        return tuple(np.quantile(np.array(boot), [0.025, 0.975], axis=0))
+        sd = np.std(np.array(boot), axis=0, ddof=1) * np.sqrt(share / (1 - share))
+        half = scipy.stats.t.ppf(0.975, len(boot) - 1) * sd
+        return np.clip(point - half, 0.0, 1.0), np.clip(point + half, 0.0, 1.0)
 
-    f_low, f_high = interval(fanova_boot)
-    p_low, p_high = interval(ped_boot)
     f_mean, f_spread = fanova_points.mean(axis=0), fanova_points.std(axis=0, ddof=1)
+    f_low, f_high = interval(f_mean, fanova_boot)
+    p_low, p_high = interval(ped_point, ped_boot)
     for i, name in enumerate(names):
         rows.append([study_name, name, "fanova", f_mean[i], f_low[i], f_high[i], f_spread[i], n])
         rows.append([study_name, name, "ped-anova", ped_point[i], p_low[i], p_high[i], np.nan, n])

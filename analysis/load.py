@@ -1,7 +1,7 @@
 """Reading lossweep studies from an Optuna store into one tidy frame (a row per trial).
 
 Reads are bulk: for an RDB store, one SQLAlchemy Core query per table over Optuna's own table
-definitions (``optuna.storages._rdb.models``), which skips the ORM objects that make
+definitions (``optuna.storages._rdb.models``, through ``study.optuna_internals``), which skips the ORM objects that make
 ``get_all_trials`` spend most of its time building and expiring instances (7x faster at 10,000
 trials: 3 s against 21 s on a busy 2-core machine, benchmarks/analysis_speed.py); per-class AP lists
 are not read at all. Any other
@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import numpy as np
 import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution
@@ -81,7 +80,12 @@ def _bulk_trials(store: optuna.storages.BaseStorage, study_ids: list[int]) -> di
     try:
         import sqlalchemy as sa
         from optuna.distributions import json_to_distribution
-        from optuna.storages._rdb import models
+
+        from study.optuna_internals import rdb_models
+
+        models: Any = rdb_models()
+        if models is None:
+            return None
 
         trials_t = models.TrialModel.__table__
         params_t = models.TrialParamModel.__table__
@@ -227,7 +231,8 @@ def read_studies(
         names = sorted(frozen)
     rows: list[dict[str, Any]] = []
     loaded: dict[str, LoadedStudy] = {}
-    bulk_read = _bulk_trials(store, [frozen[n]._study_id for n in names]) if bulk else None
+    study_ids = {n: store.get_study_id_from_name(n) for n in names}
+    bulk_read = _bulk_trials(store, list(study_ids.values())) if bulk else None
     for name in names:
         fs = frozen[name]
         attrs = dict(fs.user_attrs)
@@ -253,7 +258,9 @@ def read_studies(
                 "(best = maximum), so read its best and expected-best values accordingly"
             )
         trials = (
-            bulk_read[fs._study_id] if bulk_read is not None else store.get_all_trials(fs._study_id, deepcopy=False)
+            bulk_read[study_ids[name]]
+            if bulk_read is not None
+            else store.get_all_trials(study_ids[name], deepcopy=False)
         )
         for trial in trials:
             if not trial.state.is_finished():
@@ -317,18 +324,3 @@ def load_studies(
     """
     frame, loaded, _ = read_studies(storage, studies)
     return frame, {name: study.settings for name, study in loaded.items()}
-
-
-def dumps(value: Any) -> str:
-    """JSON text for a cell of the tidy frame (lists), NaN written as null."""
-
-    def fix(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, (np.floating, np.integer)):
-            return fix(v.item())
-        if isinstance(v, list):
-            return [fix(x) for x in v]
-        return v
-
-    return json.dumps(fix(value))

@@ -63,6 +63,7 @@ class StudySummary:
     n_replicates: int = 1
     sampler: str = ""
     swept: tuple[str, ...] = ()  # the swept hyperparameters, in declaration order
+    floor_source: str = ""  # where floor_value comes from (chance-level mAP, or the lowest complete mAP)
 
 
 @dataclass
@@ -145,7 +146,11 @@ class Analysis:
     timings: dict[str, float] = field(default_factory=dict)  # seconds spent per step of analyse()
 
     def summary_frame(self) -> pd.DataFrame:
-        """One row per study and statistic: study, loss, space_mode, stat, value, low, high, and counts."""
+        """One row per study and statistic: study, loss, space_mode, stat, value, low, high, and counts.
+
+        ``stat`` names: the failure-aware ``stats`` keys, ``survivors_<key>`` (survivors only),
+        ``variance_hp`` / ``variance_seed`` / ``variance_interaction`` (R >= 2), rates, tier spreads, seed floor.
+        """
         rows = []
         for s in self.summaries.values():
             base = {
@@ -159,6 +164,8 @@ class Analysis:
                 "enough": s.enough,
             }
             named = [(k, e) for k, e in s.stats.items()]
+            named += [(f"survivors_{k}", e) for k, e in s.survivor_stats.items()]
+            named += [(f"variance_{k}", e) for k, e in s.variance_components.items()]
             named += [("failure_rate", s.failure_rate), ("divergence_rate", s.divergence_rate)]
             named += [(f"std_mAP_{tier}", e) for tier, e in s.tier_std.items()]
             if s.seed_floor_std is not None:
@@ -180,6 +187,11 @@ class Analysis:
                 {
                     "brown_forsythe_stat": c.brown_forsythe_stat,
                     "brown_forsythe_p": c.brown_forsythe_p,
+                    "primary": c.primary,
+                    "mode": c.mode,
+                    "direction": c.direction,
+                    "p_value": c.p_value,
+                    "refusal": c.refusal,
                     "fair": c.fair,
                     "differences": "; ".join(d.setting for d in c.differences),
                     "verdict": c.verdict,

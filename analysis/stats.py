@@ -29,6 +29,7 @@ BCA_MAX_N = 1000
 
 # Order of the one-sample dispersion statistics (StudySummary.stats keys).
 DISPERSION_STATS = ("mean", "std", "iqr", "worst_decile", "min", "max", "best")
+NO_INTERVAL = ("min", "max", "best")
 
 
 def _dispersion_vector(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -98,8 +99,10 @@ def bootstrap_ci(
     return low.reshape(point.shape), high.reshape(point.shape)
 
 
-def dispersion(values: Values | np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> dict[str, Estimate]:
-    """Mean, std (ddof=1), IQR, worst decile (10th percentile), min, max and best (= max) with CIs.
+def dispersion(values: Values, *, n_boot: int = 2000, seed: int = 0) -> dict[str, Estimate]:
+    """Mean, std (ddof=1), IQR, worst decile (10th percentile) with bootstrap CIs; min, max and best (= max)
+    without one (the bootstrap of an extreme is inconsistent: see analysis.expected_best for a valid
+    "best" quantity).
 
     Non-finite values are dropped. With fewer than 2 values the statistics that exist are returned
     without interval (and std is NaN).
@@ -115,10 +118,13 @@ def dispersion(values: Values | np.ndarray, *, n_boot: int = 2000, seed: int = 0
         return {k: Estimate(0.0, 0.0, 0.0) if k in ("std", "iqr") else Estimate(v, v, v) for k in DISPERSION_STATS}
     point = _dispersion_vector(x)
     low, high = bootstrap_ci((x,), _dispersion_vector, n_boot=n_boot, seed=seed)
-    return {k: Estimate(float(point[i]), float(low[i]), float(high[i])) for i, k in enumerate(DISPERSION_STATS)}
+    out = {k: Estimate(float(point[i]), float(low[i]), float(high[i])) for i, k in enumerate(DISPERSION_STATS)}
+    for k in NO_INTERVAL:  # a bootstrap interval of an extreme is invalid (its upper bound is the sample max)
+        out[k] = Estimate(out[k].value)
+    return out
 
 
-def std_estimate(values: Values | np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
+def std_estimate(values: Values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
     """Standard deviation (ddof=1) with a bootstrap CI."""
     x = _clean(values)
     if x.size < 2:
@@ -189,9 +195,13 @@ def mean_difference(a: Values, b: Values, *, n_boot: int = 2000, seed: int = 0) 
     return _two_sample(a, b, _mean_diff, n_boot=n_boot, seed=seed)
 
 
-def best_difference(a: Values, b: Values, *, n_boot: int = 2000, seed: int = 0) -> Estimate:
-    """max(b) - max(a) with a two-sample bootstrap CI (percentile where BCa degenerates)."""
-    return _two_sample(a, b, _best_diff, n_boot=n_boot, seed=seed)
+def best_difference(a: Values, b: Values) -> Estimate:
+    """max(b) - max(a), without interval: a bootstrap CI of a maximum is invalid (its upper bound is the
+    sample max); the expected best at N/2 (analysis.expected_best) is the quantity with an interval."""
+    x, y = _clean(a), _clean(b)
+    if x.size == 0 or y.size == 0:
+        return Estimate(math.nan)
+    return Estimate(float(_best_diff(x, y)))
 
 
 def _two_sample(a, b, statistic, *, n_boot: int, seed: int) -> Estimate:
@@ -254,7 +264,10 @@ def prob_superiority(a: Values, b: Values) -> Estimate:
 
 
 def replicate_residuals(replicates: Sequence[Values]) -> np.ndarray:
-    """Within-configuration deviations of replicated trials, scaled so that their std is seed noise.
+    """Within-configuration deviations of replicated trials, scaled so that their std is seed noise of one run.
+
+    A trial's value is the mean of its R runs, so the seed noise of a *trial value* is this std / sqrt(R)
+    (analysis.analyse applies it).
 
     Each trial's replicate values minus their mean, pooled over trials and scaled by
     sqrt((M - 1) / (M - G)) for M values in G trials: their std (ddof=1) then equals the pooled

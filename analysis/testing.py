@@ -49,8 +49,22 @@ DEFAULTS = {
     "margin": 1.0,
 }
 N_CLASSES = 26
+MATCHED = ("gamma_pos", "gamma_neg", "clip")  # what `matched` mode sweeps for ASL and RAL (search_spaces)
+
+
+def swept_space(loss: str, mode: str) -> dict[str, tuple[float, float, bool]]:
+    """The parameters a simulated study sweeps: none in seeds mode, the shared three in matched mode
+    (for ASL and RAL, as search_spaces does), the loss's whole space otherwise; the rest stay at defaults."""
+    space = SPACES[loss]
+    if mode == "seeds":
+        return {}
+    if mode == "matched" and loss in ("asl", "ral"):
+        return {k: v for k, v in space.items() if k in MATCHED}
+    return dict(space)
+
+
 # runners.result.SCALAR_METRICS, repeated because analysis may not import runners.
-SCALAR_METRICS = ("mAP", "mAUC", "mF1", "mAP_head", "mAP_medium", "mAP_tail")
+SCALAR_METRICS = ("mAP", "mAUC", "mF1", "mAP_head", "mAP_medium", "mAP_tail", "chance_mAP")
 
 
 @dataclass
@@ -69,13 +83,15 @@ class StudySpec:
     sampler: str = "random"
     seed: int = 0
     replicates: int = 1
+    seed_effect: float = 0.0  # std of the replicate seeds' shared effect (common random numbers across trials)
+    chance: float | None = 0.05  # the validation split's chance-level mAP; None: not recorded (an older store)
     lossweep: bool = True
     overrides: dict[str, Any] = field(default_factory=dict)  # study attributes to replace (fairness tests)
 
 
 def study_attrs(spec: StudySpec) -> dict[str, Any]:
     """The study attributes of docs/store-format.md (``config.trial`` abridged to the keys analysis reads)."""
-    space = SPACES[spec.loss]
+    space = swept_space(spec.loss, spec.space_mode)
     attrs: dict[str, Any] = {
         "lossweep": {"format": 1},
         "loss": spec.loss,
@@ -105,7 +121,7 @@ def study_attrs(spec: StudySpec) -> dict[str, Any]:
                 {"name": k, "low": lo, "high": hi, "log": lg, "default": DEFAULTS[k]}
                 for k, (lo, hi, lg) in space.items()
             ],
-            "fixed": {},
+            "fixed": {k: DEFAULTS[k] for k in SPACES[spec.loss] if k not in space},
         },
         "data_fingerprint": "f" * 16,
         "class_names": [f"c{i}" for i in range(N_CLASSES)],
@@ -169,19 +185,19 @@ def _surface(loss: str, params: dict[str, float]) -> float:
 
 
 def simulate_trials(spec: StudySpec, rng: np.random.Generator) -> list[optuna.trial.FrozenTrial]:
-    space = SPACES[spec.loss]
+    space = swept_space(spec.loss, spec.space_mode)
     dists: dict[str, BaseDistribution] = {k: FloatDistribution(lo, hi, log=lg) for k, (lo, hi, lg) in space.items()}
     trials = []
     start = datetime(2026, 1, 1, 12, 0, 0)
+    # Replicate r of every trial trains with the same seed, so it shares this shift (crossed config x seed design).
+    seed_shift = rng.normal(0, spec.seed_effect, spec.replicates) if spec.seed_effect > 0 else np.zeros(spec.replicates)
     for number in range(spec.n_trials):
-        if spec.space_mode == "seeds":
-            params = {k: DEFAULTS[k] for k in space}
-        else:
-            params = {k: float(rng.uniform(lo, hi)) for k, (lo, hi, _) in space.items()}
+        params = {k: float(rng.uniform(lo, hi)) for k, (lo, hi, _) in space.items()}
+        surface = _surface(spec.loss, {k: DEFAULTS[k] for k in SPACES[spec.loss]} | params)
         u = rng.uniform()
         reps = [
-            spec.base + spec.sensitivity * _surface(spec.loss, params) + rng.normal(0, spec.noise)
-            for _ in range(spec.replicates)
+            spec.base + spec.sensitivity * surface + seed_shift[r] + rng.normal(0, spec.noise)
+            for r in range(spec.replicates)
         ]
         value = float(np.mean(reps))
         tier = {
@@ -208,11 +224,13 @@ def simulate_trials(spec: StudySpec, rng: np.random.Generator) -> list[optuna.tr
                 "mAUC": min(1.0, value + 0.3),
                 "mF1": value * 0.8,
                 **tier,
+                "chance_mAP": spec.chance,
                 "per_class_ap": [value] * N_CLASSES,
             }
             # The test split is simulated as the validation split a point lower (no extra random draws).
             test_metrics = {
-                k: [a - 0.01 for a in v] if k == "per_class_ap" else v - 0.01 for k, v in val_metrics.items()
+                k: [a - 0.01 for a in v] if k == "per_class_ap" else (None if v is None else v - 0.01)
+                for k, v in val_metrics.items()
             }
             attrs = trial_user_attrs(
                 number,
@@ -238,12 +256,14 @@ def bulk_add_trials(storage: optuna.storages.RDBStorage, study_name: str, trials
     Hand-written because ``add_trials`` goes through the ORM row by row, one upsert per user
     attribute (40-60 ms a trial here: 10+ minutes for the report benchmark's 10,000 trials). This
     writes exactly the rows ``add_trials`` writes, through Optuna's own table definitions and value
-    encodings (``optuna.storages._rdb.models``), for finished single-objective trials without
-    intermediate values or system attributes; tests/analysis/test_testing.py compares the two
-    stores field by field. The trials are numbered after those the study already has.
+    encodings (``optuna.storages._rdb.models``, through ``study.optuna_internals``; ``add_trials``
+    itself where those are missing), for finished single-objective trials without intermediate
+    values or system attributes; tests/analysis/test_testing.py compares the two stores field by
+    field. The trials are numbered after those the study already has.
     """
     from optuna.distributions import distribution_to_json
-    from optuna.storages._rdb import models
+
+    from study.optuna_internals import rdb_models
 
     for t in trials:
         multi_objective = t.values is not None and len(t.values) != 1
@@ -253,6 +273,10 @@ def bulk_add_trials(storage: optuna.storages.RDBStorage, study_name: str, trials
                 f"values or system attributes; trial {t.number} is not one: use Study.add_trials"
             )
     if not trials:
+        return
+    models: Any = rdb_models()
+    if models is None:  # Optuna's models changed: the public API writes the same rows, slowly
+        optuna.load_study(study_name=study_name, storage=storage).add_trials(trials)
         return
     study_id = storage.get_study_id_from_name(study_name)
     trials_t = models.TrialModel.__table__

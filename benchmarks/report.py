@@ -28,20 +28,27 @@ from analysis.testing import bulk_add_trials, trial_user_attrs
 CLASS_NAMES = [f"finding_{i:02d}" for i in range(26)]
 
 
-def space_dict(loss: str) -> dict[str, Any]:
-    """The search space ``study.run`` stores for ``loss`` (``search_spaces`` imports no torch)."""
+def space_dict(loss: str, mode: str = "full") -> dict[str, Any]:
+    """The search space ``study.run`` stores for ``loss`` in ``mode`` (``search_spaces`` imports no torch)."""
     from search_spaces import get_space
 
-    return get_space(loss, "full").to_dict()
+    return get_space(loss, mode).to_dict()
 
 
-def _study_config(loss: str, n_trials: int, *, sampler: str, seed: int, epochs: int) -> dict[str, Any]:
+def _study_config(
+    loss: str, n_trials: int, *, sampler: str, seed: int, epochs: int, mode: str = "full"
+) -> dict[str, Any]:
     """The ``config`` attribute ``study.run`` writes, from its own dataclasses (``study.config`` imports no torch)."""
     from runners.config import TrainConfig, TrialConfig
     from study.config import StudyConfig
 
     config = StudyConfig(
-        loss=loss, n_trials=n_trials, trial=TrialConfig(train=TrainConfig(epochs=epochs)), sampler=sampler, seed=seed
+        loss=loss,
+        n_trials=n_trials,
+        trial=TrialConfig(train=TrainConfig(epochs=epochs)),
+        sampler=sampler,
+        seed=seed,
+        space_mode=mode,
     ).to_dict()
     config["grid_levels"] = None  # study.run.Plan.attrs adds the grid levels for --sampler grid only
     return config
@@ -56,15 +63,16 @@ def study_attrs(
     epochs: int = 30,
     class_names: Sequence[str] = CLASS_NAMES,
     space: dict[str, Any] | None = None,
+    mode: str = "full",
 ) -> dict[str, Any]:
-    """The study attributes of docs/store-format.md for one loss."""
+    """The study attributes of docs/store-format.md for one loss (space ``mode``: full, matched or seeds)."""
     rng = np.random.default_rng(7)
     positives = sorted((int(x) for x in 4000 * rng.pareto(1.2, len(class_names)) + 30), reverse=True)
     return {
         "lossweep": {"format": 1},
         "loss": loss,
-        "config": _study_config(loss, n_trials, sampler=sampler, seed=seed, epochs=epochs),
-        "search_space": space if space is not None else space_dict(loss),
+        "config": _study_config(loss, n_trials, sampler=sampler, seed=seed, epochs=epochs, mode=mode),
+        "search_space": space if space is not None else space_dict(loss, mode),
         "data_fingerprint": "5f1c0e9a2b7d4c3e",
         "class_names": list(class_names),
         "train_positives": positives,
@@ -180,13 +188,18 @@ def make_store(
     failed: int | None = None,
     diverged: int | None = None,
     fail_reasons: Sequence[str] = ("CUDA out of memory", "worker killed (signal 9)"),
+    mode: str = "full",
 ) -> str:
-    """Create (or extend) a store at ``url`` with one lossweep study per ``name -> loss``; returns ``url``."""
+    """Create (or extend) a store at ``url`` with one lossweep study per ``name -> loss``; returns ``url``.
+
+    ``mode`` is the space mode of every study (``matched`` gives ASL and RAL the same swept set, so
+    their comparison gets a directional verdict; ``full`` ones are refused).
+    """
     studies = studies if studies is not None else {"asl": "asl", "ral": "ral"}
     storage = optuna.storages.RDBStorage(url)
     for offset, (name, loss) in enumerate(studies.items()):
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
-        for key, value in study_attrs(loss, n_trials, seed=seed, class_names=class_names).items():
+        for key, value in study_attrs(loss, n_trials, seed=seed, class_names=class_names, mode=mode).items():
             study.set_user_attr(key, value)
         bulk_add_trials(
             storage,
@@ -199,6 +212,7 @@ def make_store(
                 diverged=diverged,
                 n_classes=len(class_names),
                 fail_reasons=fail_reasons,
+                space=space_dict(loss, mode),
             ),
         )
     storage.remove_session()

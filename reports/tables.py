@@ -284,17 +284,16 @@ class Headline:
 
 
 def headline(c: Comparison, summaries: dict[str, StudySummary]) -> Headline:
-    """The verdict's finding in a few words, by the same rule as ``analysis.verdict``.
-
-    "less/more sensitive" only when the 95 % CI of std(b)/std(a) lies entirely below/above 1.
-    """
+    """The verdict's finding in a few words: ``c.direction``, decided by ``analysis.verdict``'s rule."""
     a, b = summaries.get(c.a), summaries.get(c.b)
     name_a, name_b = (label(a, b), label(b, a)) if a is not None and b is not None else (c.a, c.b)
     ratio = c.std_ratio
-    if ratio.has_ci and ratio.high < 1:
-        finding, tone = f"{name_b} is less sensitive to its hyperparameters", "clear"
-    elif ratio.has_ci and ratio.low > 1:
-        finding, tone = f"{name_b} is more sensitive to its hyperparameters", "clear"
+    if c.direction in ("less sensitive", "more sensitive"):
+        finding, tone = f"{name_b} is {c.direction} to its hyperparameters", "clear"
+    elif c.direction == "mixed evidence":
+        finding, tone = "mixed evidence on sensitivity", "unclear"
+    elif c.direction == "no verdict":
+        finding, tone = "no verdict on sensitivity", "unclear"
     else:
         finding, tone = "sensitivity not distinguishable on this data", "unclear"
     return Headline(f"{name_b} vs {name_a}", finding, tone, f"std ratio {name_b}/{name_a} {estimate(ratio, 2)}")

@@ -11,6 +11,9 @@ attributes (see :mod:`runners.result`), so the definitions here are the study's 
 - ``mF1``: macro F1 at threshold 0.5 on ``y_score`` read as probabilities, over the same classes as mAP.
 - ``mAP_head`` / ``mAP_medium`` / ``mAP_tail``: mAP over the thirds of the classes ranked by their
   number of training positives (the long-tail view CXR-LT reports). NaN without ``train_positives``.
+- ``chance_mAP``: the mAP of uninformative (constant) scores, i.e. the mean prevalence over the scored
+  classes (the AP of a constant score is exactly the prevalence). ``analysis`` counts a diverged
+  trial at this floor value.
 
 A ``mask`` (False = label unknown) removes those entries class by class, as the "ignore" policy for
 uncertain labels requires. AP and F1 come from :mod:`sklearn.metrics`; this module validates,
@@ -171,6 +174,7 @@ def compute(y_true: Any, y_score: Any, train_positives: Any = None, mask: Any = 
         "mAP": _nanmean(ap),
         "mAUC": _nanmean(auc),
         "mF1": _nanmean(f1),
+        "chance_mAP": float(np.mean(positives[scored] / n_known[scored])) if scored.size else math.nan,
     }
     groups = class_groups(train_positives) if train_positives is not None else None
     for name in GROUPS:

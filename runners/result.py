@@ -14,7 +14,7 @@ from typing import Any, Literal
 Status = Literal["complete", "diverged", "failed"]
 
 # Scalar metrics every trial records for the validation and test split (keys of runners.metrics.compute).
-SCALAR_METRICS = ("mAP", "mAUC", "mF1", "mAP_head", "mAP_medium", "mAP_tail")
+SCALAR_METRICS = ("mAP", "mAUC", "mF1", "mAP_head", "mAP_medium", "mAP_tail", "chance_mAP")
 
 
 def _json_float(x: Any) -> float | None:

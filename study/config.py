@@ -1,4 +1,7 @@
-"""The configuration of one study, its command-line flags, and the check that a resumed study matches.
+"""The configuration of a run and of one study, the trial flags, and the check that a resumed study matches.
+
+``python -m study.run`` turns its arguments into a :class:`RunOptions` at the boundary; planning
+(``study.planning``) and the runner (``study.runner``) read only that.
 
 The trial settings' flags are generated from the fields of ``runners.config`` (DataConfig,
 TrainConfig, TrialConfig) so a field added there gets a flag here without anyone remembering to.
@@ -215,3 +218,40 @@ def setting_differences(stored: dict[str, Any], current: dict[str, Any]) -> list
             name = key.removeprefix("config.").removeprefix("trial.")
             diffs.append(f"{name} (stored {a.get(key, '<unset>')!r}, now {b.get(key, '<unset>')!r})")
     return diffs
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """How a study's workers run; none of it changes a trial's result."""
+
+    devices: tuple[str, ...] = ("cpu",)
+    workers: int = 1  # worker processes per device
+    timeout: float | None = None  # seconds after which no new trial starts
+    heartbeat_interval: int = 10
+    grace_period: int = 60
+    quiet: bool = False
+
+    def slots(self) -> list[str]:
+        """The device of each worker process."""
+        return [device for device in self.devices for _ in range(self.workers)]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``python -m study.run`` was asked to do, validated: the CLI's typed output."""
+
+    losses: tuple[str, ...]
+    n_trials: int
+    storage_url: str
+    trial: TrialConfig = field(default_factory=TrialConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    study_name: str | None = None
+    sampler: str = "qmc"
+    seed: int = 0
+    replicates: int = 1
+    max_retries: int = 2
+    space_file: str | None = None
+    space_mode: str = "full"
+    nuisance: bool = False
+    space_options: dict[str, int] = field(default_factory=dict)  # e.g. RAL's n_alpha / n_beta
+    report: str | None = None

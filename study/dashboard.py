@@ -22,7 +22,8 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from study.errors import UsageError, cli_entry
+from study.errors import ArgumentParser, UsageError, cli_entry
+from study.logs import logger
 from study.storage import DEFAULT_STORAGE, ENV_VAR, open_storage, redact, resolve_url
 
 PROG = "python -m study.dashboard"
@@ -112,7 +113,7 @@ def build_app(storage: Any, *, allow_writes: bool = False) -> WSGIApp:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Serve optuna-dashboard on the lossweep study store (read-only unless --allow-writes).",
     )
@@ -173,12 +174,10 @@ def main(argv: list[str] | None = None) -> int:
 
     port = server.server_address[1]
     if not is_loopback(args.host):
-        print(
+        logger().warning(
             f"{PROG}: warning: listening on {args.host}, reachable from other machines; optuna-dashboard has no "
             "authentication"
             + ("" if not args.allow_writes else " and --allow-writes lets anyone change or delete studies"),
-            file=sys.stderr,
-            flush=True,
         )
     mode = "read-write" if args.allow_writes else "read-only"
     print(f"lossweep dashboard ({mode}) for {redact(url)}", flush=True)

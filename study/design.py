@@ -1,4 +1,4 @@
-"""Design points, trial seeds, and the claim protocol that hands each design index to one worker.
+"""Design points and trial seeds: point ``k`` of a study is a pure function of ``(sampler, seed, k)``.
 
 A study of ``N`` trials evaluates the design indices ``0 .. N-1``. For the non-adaptive samplers the
 point of index ``k`` is a function of ``(seed, k)`` only -- row ``k`` of a scrambled Sobol sequence
@@ -9,56 +9,20 @@ keeps its position in a non-atomic counter and repeats points under parallel wor
 RandomSampler in every process repeats the same sequence.) ``tpe`` takes its first
 ``TPE_STARTUP`` points from the ``random`` design, then asks Optuna's TPESampler.
 
-Claim protocol (the invariant the exact budget rests on)
---------------------------------------------------------
-Every lossweep trial carries the user attribute ``design_index``. An index ``k < N`` is
-
-* *finished* when a trial holding it is COMPLETE, or FAIL with ``status == "diverged"`` (a result);
-* *held* when a trial holding it is RUNNING (stale trials are failed first, see below);
-* *exhausted* when it has failed ``max_retries + 1`` times for reasons other than an interruption;
-* *free* otherwise -- never tried, or its earlier attempts failed (error, killed worker, Ctrl-C).
-
-A worker claims the lowest free index while holding the study's **claim lock**, and inside the same
-critical section it sweeps stale trials (``optuna.storages.fail_stale_trials``), creates the RUNNING
-trial with its parameters, and records its first heartbeat. Invariant: *at any time each index is
-held or finished by at most one trial*, because reading the ledger and creating the trial happen
-under one lock; hence a study ends with exactly one finished trial per index -- ``N`` finished
-trials -- and no trial is ever created beyond the budget (a worker that finds no free index creates
-nothing: it waits while other workers hold indices, which may still fail and need a retry, and stops
-when none does). A retry of index ``k`` re-derives its parameters from ``k`` (for ``tpe`` it copies
-the failed attempt's parameters), so a killed trial is re-run with the same parameters.
-
-Why a lock rather than a lock-free claim in the trial table: "create a trial, write the index you
-want, re-read, the smaller trial number wins" is unsafe -- the larger trial can re-read before the
-smaller one has written and both run the same index -- and any correct variant (a bakery-style
-protocol) still creates surplus trials at the end of the budget that Optuna cannot delete. The lock
-is PostgreSQL's own (``pg_advisory_lock``), which the server releases when a worker's connection
-dies, and a file lock next to the SQLite file (released by the OS
-when the process dies; SQLite ignores ``SELECT ... FOR UPDATE``, so the database cannot serve). The
-critical section is a few short statements, so the lock is not a bottleneck.
+The claim protocol that hands each index to exactly one worker is ``study.claims``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import math
-from collections import Counter
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
-import optuna
-from optuna.trial import TrialState
 
 from search_spaces import SearchSpace
 
 SAMPLERS = ("qmc", "random", "tpe", "grid")
 TPE_STARTUP = 10  # Optuna's default n_startup_trials: the first points of a TPE study are random
-DESIGN_INDEX_ATTR = "design_index"
-INTERRUPTED = "interrupted"
 
 
 def trial_seed(space: SearchSpace, seed: int, design_index: int) -> int:
@@ -135,132 +99,3 @@ class Design:
             self._sobol = qmc.Sobol(self.space.dim, scramble=True, seed=self.seed).random_base2(m)
         row = np.clip(self._sobol[k], 0.0, 1.0)
         return row
-
-
-# -- the ledger of design indices --------------------------------------------------------------
-
-
-class TrialLike(Protocol):
-    """What the ledger reads of a trial: an Optuna FrozenTrial, or the lighter study.trial_store.TrialRow."""
-
-    # Read-only properties, so that frozen dataclasses (TrialRow) match too.
-    @property
-    def number(self) -> int: ...
-    @property
-    def state(self) -> TrialState: ...
-    @property
-    def user_attrs(self) -> dict[str, Any]: ...
-
-
-# The ledger hands back the trials it was given, of their own type (FrozenTrial or TrialRow).
-T = TypeVar("T", bound=TrialLike)
-
-
-def is_diverged(trial: TrialLike) -> bool:
-    return trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "diverged"
-
-
-def is_finished(trial: TrialLike) -> bool:
-    """A result: COMPLETE, or a diverged FAIL. Other FAILs are errors and are retried."""
-    return trial.state == TrialState.COMPLETE or is_diverged(trial)
-
-
-def counts_as_attempt(trial: TrialLike) -> bool:
-    """A failed attempt that counts against the retry bound (an interruption by the user does not)."""
-    return (
-        trial.state == TrialState.FAIL and not is_diverged(trial) and trial.user_attrs.get("fail_reason") != INTERRUPTED
-    )
-
-
-@dataclass
-class Ledger(Generic[T]):
-    """Which design indices are finished, held, exhausted or free, read from the study's trials."""
-
-    n_trials: int
-    max_retries: int
-    finished: dict[int, T] = field(default_factory=dict)
-    running: dict[int, T] = field(default_factory=dict)
-    attempts: Counter = field(default_factory=Counter)
-    previous: dict[int, T] = field(default_factory=dict)  # the last failed attempt per index
-
-    @classmethod
-    def from_trials(cls, trials: Sequence[T], n_trials: int, max_retries: int) -> Ledger[T]:
-        ledger: Ledger[T] = cls(n_trials=n_trials, max_retries=max_retries)
-        for t in trials:
-            k = t.user_attrs.get(DESIGN_INDEX_ATTR)
-            if not isinstance(k, int):
-                continue  # not a lossweep trial
-            if is_finished(t):
-                ledger.finished.setdefault(k, t)
-            elif t.state == TrialState.RUNNING:
-                ledger.running[k] = t
-            elif t.state == TrialState.FAIL:
-                if counts_as_attempt(t):
-                    ledger.attempts[k] += 1
-                ledger.previous[k] = t
-        return ledger
-
-    def exhausted(self) -> list[int]:
-        return sorted(
-            k for k, n in self.attempts.items() if n > self.max_retries and k not in self.finished and k < self.n_trials
-        )
-
-    def n_finished(self) -> int:
-        return sum(1 for k in self.finished if k < self.n_trials)
-
-    def next_free(self) -> int | None:
-        """The lowest index below the budget that is neither finished, held nor exhausted."""
-        for k in range(self.n_trials):
-            if k in self.finished or k in self.running:
-                continue
-            if self.attempts[k] > self.max_retries:
-                continue
-            return k
-        return None
-
-    def held_by_others(self) -> bool:
-        return any(k < self.n_trials for k in self.running)
-
-
-# -- the claim lock ----------------------------------------------------------------------------
-
-
-def _lock_key(study_name: str) -> int:
-    digest = hashlib.sha256(f"lossweep-claim:{study_name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)  # a signed bigint, as pg_advisory_lock takes
-
-
-@contextlib.contextmanager
-def claim_lock(storage: optuna.storages.RDBStorage, study_name: str, timeout: float = 600.0) -> Iterator[None]:
-    """Mutual exclusion among every worker of ``study_name``, on every machine sharing the store.
-
-    See the module docstring for why. The lock dies with its holder: the server ends a dead
-    connection's advisory lock; the OS releases a dead process's file lock.
-    """
-    import sqlalchemy
-
-    engine = storage.engine
-    dialect = engine.dialect.name
-    if dialect == "sqlite":
-        import filelock
-
-        database = engine.url.database
-        if not database or database == ":memory:":
-            raise ValueError(
-                "an in-memory SQLite store cannot be shared by worker processes; give a file, e.g. sqlite:///lossweep.db"
-            )
-        with filelock.FileLock(str(Path(database).resolve()) + ".lock", timeout=timeout):
-            yield
-        return
-    if dialect != "postgresql":
-        raise ValueError(f"lossweep workers need SQLite or PostgreSQL storage, not {dialect!r}")
-    acquire, release = "SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"
-    params: dict[str, Any] = {"key": _lock_key(study_name)}
-    with engine.connect() as connection:
-        connection.execute(sqlalchemy.text(acquire), params)
-        connection.commit()
-        try:
-            yield
-        finally:
-            connection.execute(sqlalchemy.text(release), params)
-            connection.commit()

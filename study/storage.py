@@ -71,14 +71,16 @@ def _parse(url: str) -> URL:
         parsed = make_url(url.strip())
     except Exception:
         raise UsageError(
-            f"malformed storage URL {redact(url)!r}; expected e.g. {DEFAULT_STORAGE} or postgresql://user:password@host:5432/dbname"
+            f"malformed storage URL {redact(url)!r}; expected e.g. "
+            f"{DEFAULT_STORAGE} or postgresql://user:password@host:5432/dbname"
         ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername=POSTGRES_DRIVER)
     backend = parsed.get_backend_name()
     if backend not in SUPPORTED_DIALECTS:
         raise UsageError(
-            f"unsupported storage {redact(url)!r}: lossweep stores studies in SQLite or PostgreSQL (sqlite:///FILE or postgresql://user:password@host/dbname)"
+            f"unsupported storage {redact(url)!r}: lossweep stores studies in SQLite "
+            "or PostgreSQL (sqlite:///FILE or postgresql://user:password@host/dbname)"
         )
     return parsed
 
@@ -103,8 +105,8 @@ def resolve_url(url: str | None = None) -> str:
     parsed = _parse(chosen)
     if _is_memory(parsed):
         raise UsageError(
-            f"an in-memory SQLite store ({redact(chosen)}) is lost when the program ends and is not shared "
-            f"between workers; name a file, e.g. {DEFAULT_STORAGE}"
+            f"an in-memory SQLite store ({redact(chosen)}) is lost when the program ends "
+            f"and is not shared between workers; name a file, e.g. {DEFAULT_STORAGE}"
         )
     return _render(parsed)
 
@@ -119,8 +121,8 @@ def _short_reason(exc: BaseException, url: URL) -> str:
     text = str(cause).strip()
     if isinstance(exc, RuntimeError) and "optuna storage upgrade" in text:
         return (
-            "its schema was written by another Optuna version; upgrade it with `optuna storage upgrade --storage "
-            f"{redact(_render(url))}` (back it up first)"
+            "its schema was written by another Optuna version; upgrade it with "
+            f"`optuna storage upgrade --storage {redact(_render(url))}` (back it up first)"
         )
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     reason = lines[0] if lines else type(cause).__name__
@@ -137,6 +139,53 @@ def _sqlite_path(url: URL) -> str:
 def _has_optuna_tables(engine: sqlalchemy.engine.Engine) -> bool:
     names = set(sqlalchemy.inspect(engine).get_table_names())
     return all(t in names for t in _OPTUNA_TABLES)
+
+
+def _engine_kwargs(parsed: URL) -> dict[str, Any]:
+    """The engine settings of every connection lossweep opens (one busy / connect timeout each)."""
+    if parsed.get_backend_name() == "sqlite" and not _is_memory(parsed):
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    if parsed.get_backend_name() == "postgresql":
+        # pool_pre_ping: a worker idle through a long trial finds its pooled connection dropped by
+        # the server or a proxy; test and replace it instead of failing the trial's commit.
+        return {"pool_pre_ping": True, "connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}}
+    return {}
+
+
+def _check_sqlite_path(parsed: URL, shown: str, *, read_only: bool) -> None:
+    if parsed.get_backend_name() != "sqlite" or _is_memory(parsed):
+        return
+    path = _sqlite_path(parsed)
+    folder = os.path.dirname(path)
+    if read_only and not os.path.isfile(path):
+        raise UsageError(
+            f"no lossweep store at {shown}: {path} does not exist; run `python -m study.run` first or pass --storage"
+        )
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot open the study store at {shown}: directory {folder} does not exist; create it first")
+
+
+def check_reachable(url: str) -> None:
+    """Fail early, as :func:`open_storage` would, on a store that cannot be opened -- creating nothing.
+
+    ``python -m study.run`` calls it before the (slow) data preparation, so a typo in a server name
+    costs seconds, and a command that then fails for another reason leaves no empty store behind.
+    """
+    parsed = _parse(url)
+    shown = redact(_render(parsed))
+    _check_sqlite_path(parsed, shown, read_only=False)
+    if parsed.get_backend_name() == "sqlite":
+        return  # the file is created on open; its folder exists
+    engine = None
+    try:
+        engine = sqlalchemy.create_engine(_render(parsed), poolclass=sqlalchemy.pool.NullPool, **_engine_kwargs(parsed))
+        with engine.connect():
+            pass
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError) as exc:
+        raise UsageError(f"cannot open the study store at {shown}: {_short_reason(exc, parsed)}") from None
+    finally:
+        if engine is not None:
+            engine.dispose()
 
 
 def open_storage(
@@ -167,26 +216,8 @@ def open_storage(
         url = resolve_url(None)
     parsed = _parse(url)
     shown = redact(_render(parsed))
-    engine_kwargs: dict[str, Any] = {}
-
-    if parsed.get_backend_name() == "sqlite" and not _is_memory(parsed):
-        path = _sqlite_path(parsed)
-        folder = os.path.dirname(path)
-        if read_only and not os.path.isfile(path):
-            raise UsageError(
-                f"no lossweep store at {shown}: {path} does not exist; run `python -m study.run` first or pass "
-                "--storage"
-            )
-        if not os.path.isdir(folder):
-            raise UsageError(
-                f"cannot open the study store at {shown}: directory {folder} does not exist; create it first"
-            )
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
-    elif parsed.get_backend_name() == "postgresql":
-        # pool_pre_ping: a worker idle through a long trial finds its pooled connection dropped by
-        # the server or a proxy; test and replace it instead of failing the trial's commit.
-        engine_kwargs["pool_pre_ping"] = True
-        engine_kwargs["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}
+    _check_sqlite_path(parsed, shown, read_only=read_only)
+    engine_kwargs = _engine_kwargs(parsed)
 
     rendered = _render(parsed)
     try:
@@ -195,8 +226,8 @@ def open_storage(
             try:
                 if read_only and not _has_optuna_tables(engine):
                     raise UsageError(
-                        f"no lossweep store at {shown}: the database holds no Optuna study tables; "
-                        "run `python -m study.run` first"
+                        f"no lossweep store at {shown}: the database holds no "
+                        "Optuna study tables; run `python -m study.run` first"
                     )
                 if not read_only and not _is_memory(parsed):
                     _enable_wal(engine)

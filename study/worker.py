@@ -26,22 +26,24 @@ import socket
 import threading
 import time
 import traceback
-import warnings
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from runners.config import TrialConfig
 from runners.result import TrialResult
 from search_spaces import SearchSpace
 
-from .design import DESIGN_INDEX_ATTR, INTERRUPTED, Design, Ledger, claim_lock, trial_seed
-from .trial_store import fail_orphans, ledger_rows, write_result
+from .claims import INTERRUPTED, Claim, Claimer, Ledger
+from .design import Design
+from .trial_store import write_result
 
-WORKER_ATTR = "lossweep:worker"  # system attribute: host:pid of the process that ran the trial
+# Test-only hook (tests/study): a folder; a trial of design index k then waits, before training,
+# until the file ``open-k`` or ``open-all`` exists there, so a test can signal or kill a worker while
+# its trial runs however fast or slow the machine is. Never set it outside the test suite.
+TEST_GATE_ENV = "LOSSWEEP_TEST_TRIAL_GATE"
 
 
 @dataclass(frozen=True)
@@ -91,15 +93,6 @@ class Heartbeat:
         self._thread.join()
 
 
-@dataclass
-class Claim:
-    trial_id: int
-    number: int
-    design_index: int
-    params: dict[str, float]
-    seed: int
-
-
 class Worker:
     def __init__(self, spec: WorkerSpec, events: Any, stop: Any) -> None:
         from .storage import open_storage
@@ -109,13 +102,17 @@ class Worker:
         self.stop = stop
         self.space = SearchSpace.from_dict(spec.space)
         self.config = TrialConfig.from_dict(spec.trial)
-        self.design = Design(self.space, spec.sampler, spec.seed, spec.n_trials)
         self.storage = open_storage(
             spec.storage_url, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.grace_period
         )
         self.study = optuna.load_study(study_name=spec.study_name, storage=self.storage, sampler=self._sampler())
-        self.study_id = self.storage.get_study_id_from_name(spec.study_name)
-        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.claimer = Claimer(
+            self.storage,
+            self.study,
+            Design(self.space, spec.sampler, spec.seed, spec.n_trials),
+            max_retries=spec.max_retries,
+            identity=f"{socket.gethostname()}:{os.getpid()}",
+        )
         self._in_trial = False
         self._interrupted = False
 
@@ -142,55 +139,6 @@ class Worker:
         parent = multiprocessing.parent_process()
         return self._interrupted or self.stop.is_set() or (parent is not None and not parent.is_alive())
 
-    # -- claiming ------------------------------------------------------------------------------
-    def claim(self) -> Claim | Ledger:
-        """The next free design index as a new RUNNING trial, or the ledger when none is free."""
-        with claim_lock(self.storage, self.spec.study_name):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(self.study)
-            fail_orphans(self.storage, self.study_id)
-            ledger = Ledger.from_trials(
-                ledger_rows(self.storage, self.study_id), self.spec.n_trials, self.spec.max_retries
-            )
-            k = ledger.next_free()
-            if k is None:
-                return ledger
-            params = self.design.point(k)
-            if params is None and k in ledger.previous:  # tpe retry: same parameters as the failed attempt
-                failed = self.storage.get_trial(
-                    self.storage.get_trial_id_from_study_id_trial_number(self.study_id, ledger.previous[k].number)
-                )
-                params = dict(failed.params) or None
-            system_attrs = {WORKER_ATTR: self.identity}
-            if params is None:
-                trial = self.study.ask(self.space.distributions())
-                trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
-                self.storage.set_trial_user_attr(trial_id, DESIGN_INDEX_ATTR, k)
-                self.storage.set_trial_system_attr(trial_id, WORKER_ATTR, self.identity)
-                number, params = trial.number, dict(trial.params)
-            else:
-                distributions = self.space.distributions()
-                template = FrozenTrial(
-                    number=-1,
-                    state=TrialState.RUNNING,
-                    value=None,
-                    datetime_start=datetime.now(),
-                    datetime_complete=None,
-                    params=params,
-                    distributions={name: distributions[name] for name in params},
-                    user_attrs={DESIGN_INDEX_ATTR: k},
-                    system_attrs=system_attrs,
-                    intermediate_values={},
-                    trial_id=-1,
-                )
-                trial_id = self.storage.create_new_trial(self.study_id, template)
-                number = self.storage.get_trial_number_from_id(trial_id)
-            # The first heartbeat makes a killed worker's trial detectable as stale (Optuna never
-            # fails a RUNNING trial that has no heartbeat), so it is written before the lock opens.
-            self.storage.record_heartbeat(trial_id)
-        return Claim(trial_id, number, k, params, trial_seed(self.space, self.spec.seed, k))
-
     # -- running -------------------------------------------------------------------------------
     def run(self) -> None:
         import runners  # torch: only in worker processes
@@ -199,7 +147,7 @@ class Worker:
         # a long sleep would keep the study open after its last trial finished.
         poll = max(0.2, min(1.0, self.spec.grace_period / 4))
         while not self.should_stop():
-            claim = self.claim()
+            claim = self.claimer.claim()
             if isinstance(claim, Ledger):
                 if not claim.held_by_others():
                     break  # every index is finished or exhausted
@@ -228,6 +176,7 @@ class Worker:
             try:
                 if self._interrupted:  # a signal arrived while claiming
                     raise KeyboardInterrupt
+                _wait_at_test_gate(claim.design_index)
                 result = runners.run_trial(
                     config,
                     self.spec.loss,
@@ -263,20 +212,13 @@ class Worker:
 
     def finish(self, claim: Claim, result: TrialResult) -> bool:
         """Store the result in one transaction; False when another worker already failed this trial as stale."""
-        complete = result.status == "complete" and result.value is not None
-        state = TrialState.COMPLETE if complete else TrialState.FAIL
-        return write_result(
-            self.storage,
-            claim.trial_id,
-            result.user_attrs(),
-            state,
-            float(result.value) if complete else None,  # type: ignore[arg-type]  # complete: a value
-        )
+        value = float(result.value) if result.status == "complete" and result.value is not None else None
+        state = TrialState.COMPLETE if value is not None else TrialState.FAIL
+        return write_result(self.storage, claim.trial_id, result.user_attrs(), state, value)
 
 
 def main(spec: WorkerSpec, events: Any, stop: Any) -> None:
     """Entry point of a spawned worker process."""
-    worker = None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         worker = Worker(spec, events, stop)
@@ -298,4 +240,17 @@ def main(spec: WorkerSpec, events: Any, stop: Any) -> None:
             }
         )
         raise SystemExit(1) from exc
-    events.put({"event": "exit", "slot": spec.slot, "interrupted": bool(worker and worker._interrupted)})
+    # A normal end needs no event: the parent reads exit code 0.
+
+
+def _wait_at_test_gate(design_index: int) -> None:
+    """The test-only gate of :data:`TEST_GATE_ENV`; returns at once when it is not set."""
+    folder = os.environ.get(TEST_GATE_ENV)
+    if not folder:
+        return
+    gates = (os.path.join(folder, f"open-{design_index}"), os.path.join(folder, "open-all"))
+    parent = multiprocessing.parent_process()
+    while not any(os.path.exists(g) for g in gates):
+        if parent is not None and not parent.is_alive():
+            raise KeyboardInterrupt  # the run is gone; stop as an interrupted trial
+        time.sleep(0.05)

@@ -1,4 +1,4 @@
-"""Verdict wording rules, on hand-made summaries (no store): the claim follows the std-ratio CI only."""
+"""The verdict rule on hand-made comparisons (no store): primary measure, contradictions, refusals, wording."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from analysis.results import Difference, Estimate, StudySummary
-from analysis.verdict import write_verdict
+from analysis.compare import finish
+from analysis.results import Comparison, Difference, Estimate, Measure, StudySummary
+from analysis.verdict import better, decide
 
 
 def _summary(name, loss, *, n=100, failed=0, diverged=0, floor=None, ratio=None) -> StudySummary:
@@ -26,60 +27,131 @@ def _summary(name, loss, *, n=100, failed=0, diverged=0, floor=None, ratio=None)
         divergence_rate=Estimate(diverged / n, 0.0, 0.1),
         seed_floor_std=floor,
         hp_to_seed_ratio=ratio,
+        floor_value=0.05,
     )
 
 
 ASL = _summary("asl-m", "asl", failed=2, diverged=3)
 RAL = _summary("ral-m", "ral", floor=0.004, ratio=Estimate(2.5, 1.8, 3.4))
-MEAN = Estimate(0.01, 0.002, 0.018)
-SUP = Estimate(0.6, 0.52, 0.68)
+
+
+def _spread(ratio: Estimate, p: float) -> Measure:
+    return Measure(
+        "spread",
+        "spread",
+        0.02,
+        0.02 * ratio.value,
+        ratio,
+        kind="ratio",
+        higher_is_more_robust=False,
+        p_value=p,
+        primary=True,
+        method="test",
+    )
+
+
+def _comp(ratio: Estimate, p: float, *extra: Measure, refusal: str = "", primary: bool = True) -> Comparison:
+    comp = Comparison(
+        a="asl-m",
+        b="ral-m",
+        std_ratio=ratio,
+        brown_forsythe_stat=1.0,
+        brown_forsythe_p=p,
+        p_b_beats_a=Estimate(0.6, 0.52, 0.68),
+        mean_diff=Estimate(0.01, 0.002, 0.018),
+        best_diff=Estimate(0.0),
+        fair=True,
+        differences=[],
+        verdict="",
+        primary=primary,
+        p_value=p,
+        measures=[_spread(ratio, p), *extra],
+        refusal=refusal,
+    )
+    for m in comp.measures:
+        m.better = better(m)
+    return finish(comp, ASL, RAL)
 
 
 @pytest.mark.parametrize(
-    "ratio, claim",
+    "ratio, p, direction, claim",
     [
-        (Estimate(0.39, 0.30, 0.50), "RAL is less sensitive to its hyperparameters than ASL on this data."),
-        (Estimate(1.8, 1.2, 2.6), "RAL is more sensitive to its hyperparameters than ASL on this data."),
-        (Estimate(0.8, 0.55, 1.01), "Their sensitivity to hyperparameters is not distinguishable on this data."),
-        (Estimate(0.5), "Their sensitivity to hyperparameters is not distinguishable on this data."),  # no CI: no claim
+        (Estimate(0.39, 0.30, 0.50), 0.001, "less sensitive", "RAL is less sensitive to its hyperparameters than ASL"),
+        (Estimate(1.8, 1.2, 2.6), 0.01, "more sensitive", "RAL is more sensitive to its hyperparameters than ASL"),
+        (Estimate(0.8, 0.55, 1.01), 0.08, "not distinguishable", "not distinguishable on this data"),
+        (Estimate(0.5), math.nan, "not distinguishable", "not distinguishable on this data"),  # no test: no claim
     ],
 )
-def test_claim_follows_the_ratio_interval(ratio, claim):
-    text = write_verdict(ASL, RAL, ratio, 0.0004, SUP, MEAN, [])
-    assert claim in text
-    others = {"less sensitive", "more sensitive", "not distinguishable"} - {
-        next(k for k in ("less sensitive", "more sensitive", "not distinguishable") if k in claim)
-    }
-    assert not any(o in text for o in others)
-    assert f"varied {ratio.value:.2f}x as much as ASL's" in text and "Brown–Forsythe p < 0.001" in text
+def test_direction_follows_the_primary_test(ratio, p, direction, claim):
+    comp = _comp(ratio, p)
+    assert comp.direction == direction and claim in comp.verdict
+    words = {"less sensitive", "more sensitive", "not distinguishable"} - {direction}
+    assert not any(w in comp.verdict for w in words)
 
 
-def test_seed_floor_and_failure_rates_in_the_same_paragraph():
-    text = write_verdict(ASL, RAL, Estimate(0.39, 0.30, 0.50), 0.02, SUP, MEAN, [])
-    assert "\n" not in text and "Brown–Forsythe p = 0.020" in text
+def test_a_significantly_higher_divergence_rate_is_mixed_evidence_never_less_sensitive():
+    diverges = Measure(
+        "divergence_rate",
+        "divergence rate",
+        0.0,
+        0.4,
+        Estimate(0.4, 0.3, 0.5),
+        higher_is_more_robust=False,
+        p_value=1e-6,
+    )
+    comp = _comp(Estimate(0.39, 0.30, 0.50), 0.001, diverges)
+    assert comp.direction == "mixed evidence"
+    assert "less sensitive" not in comp.verdict.replace("is less sensitive than ASL, but", "")
+    assert (
+        "Mixed evidence: the primary measure says RAL is less sensitive than ASL, but divergence rate" in comp.verdict
+    )
+    assert "favours ASL" in comp.verdict
+    calm = Measure(
+        "divergence_rate",
+        "divergence rate",
+        0.0,
+        0.02,
+        Estimate(0.02, -0.01, 0.05),
+        higher_is_more_robust=False,
+        p_value=0.4,
+    )
+    assert _comp(Estimate(0.39, 0.30, 0.50), 0.001, calm).direction == "less sensitive"
+
+
+def test_a_supporting_secondary_measure_does_not_make_it_mixed():
+    near = Measure("near_best", "near-best fraction", 0.1, 0.3, Estimate(0.2, 0.1, 0.3), p_value=0.001)
+    comp = _comp(Estimate(0.39, 0.30, 0.50), 0.001, near)
+    assert comp.direction == "less sensitive" and "near-best fraction" in comp.verdict and "favours RAL" in comp.verdict
+
+
+def test_refusal_has_no_direction_and_says_why():
+    comp = _comp(
+        Estimate(0.39, 0.30, 0.50), 0.001, refusal="sampler 'tpe' is not a sensitivity design: use qmc, random or grid"
+    )
+    assert comp.direction == "no verdict"
+    assert "No verdict: sampler 'tpe' is not a sensitivity design: use qmc, random or grid." in comp.verdict
+    assert "less sensitive" not in comp.verdict and all(m.better is None for m in comp.measures if m.primary)
+
+
+def test_secondary_comparison_is_labelled():
+    comp = _comp(Estimate(0.39, 0.30, 0.50), 0.2, primary=False)
+    assert comp.verdict.startswith("Secondary comparison (p-values Holm-adjusted")
+    assert comp.direction == "not distinguishable"  # the adjusted p decides, not the unadjusted one
+
+
+def test_seed_floor_failure_rates_and_unfair_lead():
+    comp = _comp(Estimate(0.39, 0.30, 0.50), 0.02)
+    text = comp.verdict
+    assert "\n" not in text and "p = 0.020" in text
     assert "RAL's seed noise floor is a std of 0.0040, so its hyperparameters spread mAP 2.50x" in text
     assert "ASL's seed noise floor was not measured (measure it with `python -m study.run --loss asl" in text
     assert "ASL: 5 of 100 trials failed (5.0 %, 95 % CI 1.0–20.0 %), 3 of them diverged" in text
-    assert "RAL: 0 of 100 trials failed" in text
-    assert "random RAL trial beat a random ASL trial with probability 0.60 (95 % CI 0.52–0.68)" in text
+    assert "counted at the floor mAP 0.050" in text
+    comp.differences = [Difference("n_trials", 100, 80)]
+    assert finish(comp, ASL, RAL).verdict.startswith("Unfair comparison: the studies differ in n_trials (100 vs 80)")
 
 
-def test_seed_ratio_not_above_noise_is_said():
-    ral = _summary("ral-m", "ral", floor=0.01, ratio=Estimate(1.2, 0.9, 1.6))
-    text = write_verdict(ASL, ral, Estimate(0.39, 0.30, 0.50), 0.02, SUP, MEAN, [])
-    assert "not clearly above seed noise" in text
-
-
-def test_unfair_and_too_few_lead_the_paragraph():
-    few = _summary("ral-m", "ral", n=4)
-    diffs = [Difference("sampler", "qmc", "tpe")]
-    text = write_verdict(ASL, few, Estimate(math.nan), math.nan, Estimate(math.nan), Estimate(math.nan), diffs)
-    assert text.startswith("Unfair comparison: the studies differ in sampler (qmc vs tpe)")
-    assert "Too few complete trials (ASL 95, RAL 4; at least 5 each are needed)" in text
-    assert "cannot be computed" in text and "not distinguishable on this data" in text
-
-
-def test_same_loss_uses_study_names():
-    other = _summary("asl-b", "asl")
-    text = write_verdict(ASL, other, Estimate(0.9, 0.7, 1.2), 0.5, SUP, MEAN, [])
-    assert "asl-b's validation mAP varied 0.90x as much as asl-m's" in text
+def test_decide_without_a_primary_measure_is_no_verdict():
+    comp = _comp(Estimate(0.39, 0.30, 0.50), 0.001)
+    comp.measures = []
+    assert decide(comp) == ("no verdict", [])

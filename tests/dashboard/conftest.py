@@ -54,9 +54,9 @@ class Dashboard:
                     found.append(f"http://127.0.0.1:{m.group(2)}")
 
         threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # generous: a server importing optuna-dashboard on a busy machine
         while not found and self.proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.1)
         if not found:
             self.stop()
             raise AssertionError(f"dashboard did not start: {self.proc.stderr.read()}")  # type: ignore[union-attr]
@@ -67,7 +67,7 @@ class Dashboard:
                 self.request("GET", "/api/meta")
                 return
             except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.05)
+                time.sleep(0.1)
         raise AssertionError("dashboard never answered")
 
     def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
@@ -76,7 +76,7 @@ class Dashboard:
             self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
         )
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=120) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()
@@ -90,7 +90,7 @@ class Dashboard:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            self.proc.wait(timeout=60)
+            self.proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()

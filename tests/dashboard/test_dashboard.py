@@ -85,7 +85,7 @@ def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         [sys.executable, "-m", "study.dashboard", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         env={**os.environ, **(env or {})},
     )
 
@@ -161,3 +161,22 @@ def test_middleware_passes_reads_and_blocks_writes_in_process():
 )
 def test_is_loopback(host, loopback):
     assert is_loopback(host) is loopback
+
+
+def test_the_dashboard_names_the_objective_val_map(tmp_path, dashboard):
+    """A study made by study.run names its objective (study.planning.name_objective); optuna-dashboard
+    then shows "val mAP" instead of "Objective 0"."""
+    from study.planning import name_objective
+
+    url = f"sqlite:///{tmp_path / 'named.db'}"
+    study = optuna.create_study(storage=open_storage(url), study_name="named", direction="maximize")
+    name_objective(study)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    dash = dashboard("--storage", url, "--quiet")
+    try:
+        [summary] = dash.studies()
+        status, body = dash.request("GET", f"/api/studies/{summary['study_id']}")
+        assert status == 200
+        assert json.loads(body)["objective_names"] == ["val mAP"]
+    finally:
+        dash.stop()

@@ -55,7 +55,7 @@ def pair_report(tmp_path_factory: pytest.TempPathFactory) -> CliRun:
     from reports.build import main
 
     folder = tmp_path_factory.mktemp("pair")
-    url = make_store(f"sqlite:///{folder / 'store.db'}", {"asl": "asl", "ral": "ral"}, 30)
+    url = make_store(f"sqlite:///{folder / 'store.db'}", {"asl": "asl", "ral": "ral"}, 30, mode="matched")
     output = folder / "sub" / "report.html"
     before = {k: repr(v) for k, v in matplotlib.rcParams.items()}
     old = os.environ.get("LOSSWEEP_STORAGE")

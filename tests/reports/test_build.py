@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html as html_lib
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -80,20 +82,23 @@ def test_rcparams_unchanged_by_a_build(pair_report):
     assert pair_report.rc_changed == set()
 
 
-def wording_matches_the_interval(text: str, comparisons: pd.DataFrame) -> str:
-    """Check the verdict's wording rule against the interval in comparisons.csv; return the finding."""
+def wording_matches_the_interval(text: str, analysis_json: Path) -> str:
+    """Check the verdict's wording against the direction analysis decided (analysis.json); return the finding."""
     verdict = section(text, "verdict")
-    assert len(comparisons) == 1
-    low, high = comparisons.loc[0, ["std_ratio_low", "std_ratio_high"]]
+    (comparison,) = json.loads(analysis_json.read_text())["comparisons"]
     headline = re.search(r'<strong class="finding (\w+)">([^<]+)</strong>', verdict)
     assert headline, "no headline above the verdict"
     paragraph = re.search(r'<p class="verdict">(.*?)</p>', verdict, re.S).group(1)
-    if high < 1:
-        expected = "less sensitive"
-    elif low > 1:
-        expected = "more sensitive"
-    else:
-        expected = "not distinguishable on this data"
+    expected = {
+        "less sensitive": "less sensitive",
+        "more sensitive": "more sensitive",
+        "not distinguishable": "not distinguishable on this data",
+        "no verdict": "no verdict",
+    }[comparison["direction"]]
+    if expected == "no verdict":
+        assert "No verdict: " in paragraph and expected in headline.group(2) and headline.group(1) == "unclear"
+        assert "seed noise floor" in paragraph and "trials failed (" in paragraph
+        return expected
     assert expected in headline.group(2) and expected in paragraph
     for other in {"less sensitive", "more sensitive", "not distinguishable"} - {expected.split(" on")[0]}:
         assert other not in paragraph and other not in headline.group(2)
@@ -105,16 +110,14 @@ def wording_matches_the_interval(text: str, comparisons: pd.DataFrame) -> str:
 
 def test_verdict_says_less_sensitive_only_when_the_interval_excludes_one(pair_report, store, tmp_path):
     clear = wording_matches_the_interval(
-        pair_report.output.read_text(encoding="utf-8"), pd.read_csv(files_dir(pair_report.output) / "comparisons.csv")
+        pair_report.output.read_text(encoding="utf-8"), files_dir(pair_report.output) / "analysis.json"
     )
-    # Focal and Hill studies whose mAP is drawn from the same distribution: no clear difference.
+    # Focal and Hill studies sweep different hyperparameters: refused, no direction.
     url = store({"focal": "focal", "hill": "hill", "asl": "asl"}, 15)
     out = tmp_path / "same.html"
     assert main(["--storage", url, "--studies", "focal,hill", "-o", str(out), "--n-boot", str(N_BOOT)]) == 0
-    same = wording_matches_the_interval(
-        out.read_text(encoding="utf-8"), pd.read_csv(files_dir(out) / "comparisons.csv")
-    )
-    assert (clear, same) == ("less sensitive", "not distinguishable on this data")  # both branches were exercised
+    same = wording_matches_the_interval(out.read_text(encoding="utf-8"), files_dir(out) / "analysis.json")
+    assert (clear, same) == ("less sensitive", "no verdict")  # both branches were exercised
     # --studies picks only the named studies.
     text = out.read_text(encoding="utf-8")
     assert re.findall(r"<th>(\w+)</th>", section(text, "fairness"))[1:] == ["focal", "hill"]

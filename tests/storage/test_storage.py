@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import socket
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 
 import optuna
@@ -174,12 +174,13 @@ def test_several_processes_write_one_sqlite_file_at_once(tmp_path):
         for i in range(n_workers)
     ]
     try:
+        deadline = time.monotonic() + 600  # generous: four interpreters starting on a busy machine
         while sum((tmp_path / f"ready-{i}").exists() for i in range(n_workers)) < n_workers:
-            if any(p.poll() is not None for p in procs):
+            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                 break
-            os.sched_yield()
+            time.sleep(0.05)
         go.touch()
-        outputs = [p.communicate(timeout=300) for p in procs]
+        outputs = [p.communicate(timeout=600) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
@@ -263,7 +264,7 @@ def test_writers_are_not_blocked_by_an_open_read_transaction(tmp_path):
         "s.optimize(lambda t: t.suggest_float('x', 0, 1), n_trials=10)"
     )
     try:
-        worker = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        worker = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
         # still inside the read transaction: the reader sees its snapshot, the worker has finished
         assert reader.execute("SELECT count(*) FROM trials").fetchone() == (0,)
     finally:

@@ -29,7 +29,7 @@ TINY = [
     "--embed-batch-size", "64",
     "--devices", "cpu",
     "--heartbeat-interval", "1",
-    "--grace-period", "3",
+    "--grace-period", "20",  # long enough that a busy machine's late heartbeat never fails a live trial
     "--quiet",
 ]  # fmt: skip
 
@@ -52,18 +52,24 @@ def tiny(cache_dir) -> list[str]:
     return [*TINY, "--cache-dir", cache_dir]
 
 
-def run_cli(args: list[str], cwd: Path | str, *, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python -m study.run ARGS`` in a subprocess, as a user runs it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(extra or {})}
     env.pop("LOSSWEEP_STORAGE", None)
+    return env
+
+
+def run_cli(
+    args: list[str], cwd: Path | str, *, timeout: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m study.run ARGS`` in a subprocess, as a user runs it (a bound for a machine many times slower)."""
+    env = _env(env)
     return subprocess.run(
         [sys.executable, "-m", "study.run", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 
-def start_cli(args: list[str], cwd: Path | str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    env.pop("LOSSWEEP_STORAGE", None)
+def start_cli(args: list[str], cwd: Path | str, *, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = _env(env)
     # A shell's background job (`pytest ... &`) ignores SIGINT and its children inherit that; give the
     # CLI the default disposition, as in a terminal's foreground, so a test's SIGINT acts as Ctrl-C.
     return subprocess.Popen(

@@ -124,3 +124,15 @@ def test_bad_toml_is_refused_before_the_store_is_created(tmp_path, cli):
     assert result.returncode == 2 and "space.toml" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "lossweep.db").exists()
+
+
+def test_an_argparse_error_is_one_usage_line_and_the_error(tmp_path, cli):
+    result = cli(["--loss", "asl", "--no-such-flag"], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "usage: python -m study.run --loss LOSS --trials N [options] (see --help)",
+        "python -m study.run: error: the following arguments are required: --trials",
+    ]
+    result = cli(["--loss", "asl", "--trials", "x"], tmp_path)
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 2
+    assert "argument --trials: invalid int value: 'x'" in result.stderr

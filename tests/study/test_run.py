@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from search_spaces import get_space
 from study.design import Design
+from study.worker import TEST_GATE_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +67,7 @@ def test_three_workers_finish_exactly_n_trials(backend, tmp_path, request, cli, 
     assert len({tuple(sorted(t.params.items())) for t in done}) == 6  # no repeated design point
     assert STORE_KEYS <= set(study.user_attrs)
     assert study.user_attrs["config"]["n_trials"] == 6 and study.user_attrs["loss"] == "ral"
+    assert study.metric_names == ["val mAP"]  # optuna-dashboard shows it instead of "Objective 0"
     for t in done:
         assert TRIAL_KEYS <= set(t.user_attrs)
         assert t.user_attrs["seeds"] == [0]  # common random numbers: every trial uses the study seed
@@ -133,14 +135,25 @@ def with_flag(args, flag, value):
     return [*args[: i + 1], value, *args[i + 2 :]]
 
 
-def wait_for(predicate, timeout=180.0, what="condition"):
+def wait_for(predicate, timeout=600.0, what="condition"):
+    """Poll the store until ``predicate`` holds; the bound is for a machine many times slower than usual."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.05)
+        time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def gate(tmp_path, *open_indices):
+    """The worker's test-only trial gate (study.worker.TEST_GATE_ENV): a trial of design index k waits
+    until ``open-k`` (or ``open-all``) exists, so a signal lands mid-trial however fast the machine."""
+    folder = tmp_path / "gate"
+    folder.mkdir()
+    for k in open_indices:
+        (folder / f"open-{k}").touch()
+    return folder, {TEST_GATE_ENV: str(folder)}
 
 
 class StoreWatch:
@@ -171,10 +184,9 @@ class StoreWatch:
 def test_a_killed_worker_is_retried_with_the_same_parameters(tmp_path, start, tiny):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     name = "asl-synthetic-linear-probe-full"
-    # Trials of about a second, so the kill lands mid-trial.
-    proc = start(
-        ["--loss", "asl", "--trials", "5", "--workers", "2", "--storage", url, *tiny, "--epochs", "600"], tmp_path
-    )
+    # Every trial waits at the gate until the kill has landed, then all run.
+    folder, env = gate(tmp_path)
+    proc = start(["--loss", "asl", "--trials", "5", "--workers", "2", "--storage", url, *tiny], tmp_path, env=env)
     watch = StoreWatch(tmp_path / "store.db", name)
     try:
         victim = wait_for(
@@ -183,7 +195,8 @@ def test_a_killed_worker_is_retried_with_the_same_parameters(tmp_path, start, ti
         )
         pid = int(victim.system_attrs["lossweep:worker"].rsplit(":", 1)[1])
         os.kill(pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=300)
+        (folder / "open-all").touch()
+        out, err = proc.communicate(timeout=900)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -199,16 +212,22 @@ def test_a_killed_worker_is_retried_with_the_same_parameters(tmp_path, start, ti
 def test_ctrl_c_stops_cleanly_and_a_rerun_completes_the_budget(tmp_path, start, cli, tiny):
     url = f"sqlite:///{tmp_path / 'store.db'}"
     name = "ral-synthetic-linear-probe-full"
-    # Trials of about a second (several on a busy machine), so the signal sent after the first
-    # finished trial lands while most of the budget is still to run, however fast the machine.
-    args = ["--loss", "ral", "--trials", "6", "--workers", "2", "--storage", url, *tiny, "--epochs", "600"]
-    proc = start(args, tmp_path)
+    # Only design index 0 may run to the end; every other trial waits at the gate, so the signal,
+    # sent once index 0 is finished and another trial is running, lands mid-trial on any machine.
+    args = ["--loss", "ral", "--trials", "6", "--workers", "2", "--storage", url, *tiny]
+    _, env = gate(tmp_path, 0)
+    proc = start(args, tmp_path, env=env)
     watch = StoreWatch(tmp_path / "store.db", name)
+
+    def first_finished_and_another_running():
+        trials = watch.trials()
+        return len(finished(trials)) >= 1 and any(t.state == TrialState.RUNNING for t in trials)
+
     try:
-        wait_for(lambda: len(finished(watch.trials())) >= 1, what="a finished trial")
+        wait_for(first_finished_and_another_running, what="a finished trial and a running one")
         signalled = datetime.now()
         os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends; the parent forwards it to its workers
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=600)
     finally:
         proc.kill()
     timeline = [
@@ -219,10 +238,9 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_completes_the_budget(tmp_path, start, 
     assert "run the same command again to resume" in err
     trials = load(url, name).get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]  # no zombie
-    assert 1 <= len(finished(trials)) < 6
-    for t in trials:
-        if t.state == TrialState.FAIL:
-            assert t.user_attrs.get("fail_reason") == "interrupted"
+    assert [t.user_attrs["design_index"] for t in finished(trials)] == [0]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and all(t.user_attrs.get("fail_reason") == "interrupted" for t in failed)
     # The same command resumes to exactly 6 (the worker count is free to change); a larger --trials
     # then extends the same design.
     one_worker = with_flag(args, "--workers", "1")

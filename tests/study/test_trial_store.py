@@ -9,8 +9,9 @@ import pytest
 from optuna.trial import TrialState
 
 from runners.result import TrialResult
+from study.claims import LEDGER_ATTRS, fail_orphans, ledger_rows
 from study.storage import open_storage
-from study.trial_store import LEDGER_ATTRS, fail_orphans, ledger_rows, write_result
+from study.trial_store import write_result
 
 
 def _result(value: float, status: str = "complete") -> TrialResult:
