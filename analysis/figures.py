@@ -14,6 +14,8 @@ import io
 import os
 import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 import matplotlib.ticker
@@ -30,6 +32,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 __all__ = [
     "NotEnoughData",
+    "Floor",
+    "FAILURE_AWARE",
     "style",
     "palette",
     "to_png",
@@ -57,6 +61,69 @@ STATUS_STYLE = {
 
 class NotEnoughData(ValueError):
     """The data cannot support this figure; the message says why, for the reader."""
+
+
+# The trials column where diverged trials carry the study's floor value (analysis.results.Analysis.trials).
+FAILURE_AWARE = "value_failure_aware"
+FLOOR_COLOR = "0.35"
+
+
+@dataclass(frozen=True)
+class Floor:
+    """A sweep's seed noise floor: its loss's default configuration re-run over seeds (a seeds-mode study).
+
+    Drawn as a reference band (mean ± std), never as a rival distribution: it says how much of a
+    sweep's spread re-seeding alone would give, and where the untuned default lands.
+    """
+
+    label: str  # e.g. "ASL seeds"
+    mean: float
+    std: float
+    n: int
+
+
+def _relabel(
+    frame: pd.DataFrame, order: Sequence[str] | None, labels: Mapping[str, str] | None
+) -> tuple[pd.DataFrame, list[str] | None]:
+    """Study names replaced by their short labels (unique by construction in reports.roles), order too."""
+    if frame is None or frame.empty or "study" not in frame:
+        return frame, list(order) if order is not None else None
+    frame = frame.assign(study=frame["study"].astype(str))
+    if labels:
+        frame = frame.assign(study=frame["study"].map(lambda s: labels.get(s, s)))
+        order = [labels.get(s, s) for s in order] if order is not None else None
+    return frame, list(order) if order is not None else None
+
+
+def _floors(floors: Mapping[str, Floor] | None, labels: Mapping[str, str] | None) -> dict[str, Floor]:
+    """Floors keyed by the sweep's label (the key figures use after _relabel), only finite ones."""
+    out = {}
+    for name, floor in (floors or {}).items():
+        if np.isfinite(floor.mean) and np.isfinite(floor.std):
+            out[(labels or {}).get(name, name)] = floor
+    return out
+
+
+def _unique_floors(floors: Mapping[str, Floor], studies: Sequence[str]) -> list[tuple[Floor, str]]:
+    """Each distinct floor once, with the first sweep (in order) it belongs to."""
+    seen: dict[str, tuple[Floor, str]] = {}
+    for name in studies:
+        if name in floors and floors[name].label not in seen:
+            seen[floors[name].label] = (floors[name], name)
+    return list(seen.values())
+
+
+def _floor_handle(seeds: Sequence[int]):
+    from matplotlib.patches import Patch
+
+    count = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    return Patch(
+        facecolor=FLOOR_COLOR,
+        alpha=0.25,
+        edgecolor=FLOOR_COLOR,
+        linestyle="--",
+        label=f"seed floor: the loss's default config, mean ± std over {count} seeds",
+    )
 
 
 def _rc() -> dict:
@@ -105,10 +172,24 @@ def _studies(frame: pd.DataFrame, order: Sequence[str] | None) -> list[str]:
 
 
 def _complete(trials: pd.DataFrame, column: str = "value") -> pd.DataFrame:
+    """Trials that are outcomes for ``column``: complete ones for "value", complete + diverged for the
+    failure-aware column (killed / crashed trials are never outcomes); the values land in "value"."""
     if trials.empty or column not in trials:
         return trials.iloc[0:0]
-    done = trials[(trials["status"] == "complete") & np.isfinite(pd.to_numeric(trials[column], errors="coerce"))]
-    return done.assign(study=done["study"].astype(str), **{column: pd.to_numeric(done[column])})
+    keep = ("complete", "diverged") if column == FAILURE_AWARE else ("complete",)
+    values = pd.to_numeric(trials[column], errors="coerce")
+    done = trials[trials["status"].isin(keep) & np.isfinite(values)]
+    return done.assign(study=done["study"].astype(str), value=pd.to_numeric(done[column]))
+
+
+def _panels(trials: pd.DataFrame, columns: Sequence[tuple[str, str]]) -> list[tuple[str, pd.DataFrame]]:
+    """(title, outcome rows) for each column that has any: failure-aware first, survivors beside it."""
+    out = []
+    for column, title in columns:
+        done = _complete(trials, column)
+        if not done.empty:
+            out.append((title, done))
+    return out
 
 
 def _subsample(frame: pd.DataFrame, by: str, limit: int = MAX_POINTS) -> pd.DataFrame:
@@ -116,97 +197,250 @@ def _subsample(frame: pd.DataFrame, by: str, limit: int = MAX_POINTS) -> pd.Data
     return pd.concat(parts) if parts else frame
 
 
-def distributions(trials: pd.DataFrame, order: Sequence[str] | None = None) -> Figure:
-    """Violin (every complete trial) and individual points of validation mAP per study."""
-    done = _complete(trials)
-    if done.empty:
-        raise NotEnoughData("no complete trial has a validation mAP, so there is no distribution to draw.")
-    studies = _studies(done, order)
-    colors = palette(studies)
+SURVIVORS = (("value", "complete trials"),)
+
+
+def _value_panels(
+    trials: pd.DataFrame,
+    order: Sequence[str] | None,
+    labels: Mapping[str, str] | None,
+    floors: Mapping[str, Floor] | None,
+    columns: Sequence[tuple[str, str]],
+    what: str,
+) -> tuple[list[tuple[str, pd.DataFrame]], list[str], dict[str, tuple], dict[str, Floor]]:
+    """What the per-trial value figures share: panels, studies (by label), colours and floors."""
+    trials, order = _relabel(trials, order, labels)
+    panels = _panels(trials, columns)
+    if not panels:
+        raise NotEnoughData(f"no complete trial has a validation mAP, so there is no {what} to draw.")
+    studies = _studies(pd.concat([done for _, done in panels]), order)
+    return panels, studies, palette(studies), _floors(floors, labels)
+
+
+def distributions(
+    trials: pd.DataFrame,
+    order: Sequence[str] | None = None,
+    *,
+    labels: Mapping[str, str] | None = None,
+    floors: Mapping[str, Floor] | None = None,
+    columns: Sequence[tuple[str, str]] = SURVIVORS,
+) -> Figure:
+    """Violin (every outcome) and individual points of validation mAP per study, one panel per column.
+
+    ``columns`` are (trials column, panel title) pairs, e.g. the failure-aware values beside the
+    survivors'; ``floors`` (by study) are drawn as a grey band behind that study's violin.
+    """
+    panels, studies, colors, bands = _value_panels(trials, order, labels, floors, columns, "distribution")
     with style():
-        fig = Figure(figsize=(max(5.0, 1.6 * len(studies) + 2.5), 4.2), layout="constrained")
-        ax = fig.subplots()
-        # A violin needs two distinct values; single-valued studies get points only.
-        spread = done.groupby("study")["value"].nunique()
-        violins = done[done["study"].isin(spread[spread >= 2].index)]
-        if not violins.empty:
-            sns.violinplot(
-                data=violins,
+        width = max(5.0, 1.5 * len(studies) + 2.0) * (1 if len(panels) == 1 else 0.85)
+        fig = Figure(figsize=(width * len(panels), 4.2), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)).ravel()
+        for ax, (title, done) in zip(axes, panels, strict=True):
+            for i, name in enumerate(studies):
+                if name in bands:
+                    f = bands[name]
+                    ax.fill_between(
+                        [i - 0.45, i + 0.45], f.mean - f.std, f.mean + f.std, color=FLOOR_COLOR, alpha=0.22, lw=0
+                    )
+                    ax.hlines(f.mean, i - 0.45, i + 0.45, colors=FLOOR_COLOR, linestyles="--", linewidth=1.2)
+            # A violin needs two distinct values; single-valued studies get points only.
+            spread = done.groupby("study")["value"].nunique()
+            violins = done[done["study"].isin(spread[spread >= 2].index)]
+            if not violins.empty:
+                sns.violinplot(
+                    data=violins,
+                    x="study",
+                    y="value",
+                    hue="study",
+                    order=studies,
+                    hue_order=studies,
+                    palette=colors,
+                    cut=0,
+                    inner="quart",
+                    linewidth=1,
+                    saturation=0.6,
+                    legend=False,
+                    ax=ax,
+                    density_norm="width",
+                )
+            sns.stripplot(
+                data=_subsample(done, "study"),
                 x="study",
                 y="value",
-                hue="study",
                 order=studies,
-                hue_order=studies,
-                palette=colors,
-                cut=0,
-                inner="quart",
-                linewidth=1,
-                saturation=0.6,
-                legend=False,
+                color="0.15",
+                size=2.5,
+                alpha=0.45,
+                jitter=0.18,
                 ax=ax,
-                density_norm="width",
             )
-        sns.stripplot(
-            data=_subsample(done, "study"),
-            x="study",
-            y="value",
-            order=studies,
-            color="0.15",
-            size=2.5,
-            alpha=0.45,
-            jitter=0.18,
-            ax=ax,
-        )
-        ax.set_xlabel("")
-        ax.set_ylabel("validation mAP")
-        ax.set_xticks(range(len(studies)), [f"{s}\n(n={int((done['study'] == s).sum())})" for s in studies])
+            if "status" in done and (done["status"] == "diverged").any():
+                # Diverged trials sit at the floor value: marked, so that the lower tail reads as divergence.
+                kw = STATUS_STYLE["diverged"]
+                sns.stripplot(
+                    data=done[done["status"] == "diverged"],
+                    x="study",
+                    y="value",
+                    order=studies,
+                    color=kw["color"],
+                    marker=kw["marker"],
+                    size=5,
+                    jitter=0.18,
+                    ax=ax,
+                )
+            ax.set_xlabel("")
+            ax.set_ylabel("validation mAP")
+            ax.set_xticks(range(len(studies)), [f"{s}\n(n={int((done['study'] == s).sum())})" for s in studies])
+            if len(panels) > 1:
+                ax.set_title(title)
+        handles = []
+        if bands:
+            handles.append(_floor_handle(sorted({f.n for f in bands.values()})))
+        if any("status" in d and (d["status"] == "diverged").any() for _, d in panels):
+            from matplotlib.lines import Line2D
+
+            kw = STATUS_STYLE["diverged"]
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color=str(kw["color"]),
+                    marker=str(kw["marker"]),
+                    linestyle="",
+                    label="diverged trial (floor value)",
+                )
+            )
+        if handles:
+            fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize="small")
     return fig
 
 
-def ecdf(trials: pd.DataFrame, order: Sequence[str] | None = None) -> Figure:
-    """Empirical CDF of validation mAP per study: a curve further right is better at every quantile."""
-    done = _complete(trials)
-    if done.empty:
-        raise NotEnoughData("no complete trial has a validation mAP, so there is no ECDF to draw.")
-    studies = _studies(done, order)
+def ecdf(
+    trials: pd.DataFrame,
+    order: Sequence[str] | None = None,
+    *,
+    labels: Mapping[str, str] | None = None,
+    floors: Mapping[str, Floor] | None = None,
+    columns: Sequence[tuple[str, str]] = SURVIVORS,
+) -> Figure:
+    """Empirical CDF of validation mAP per study: a curve further right is better at every quantile.
+
+    Floors are vertical bands (mean ± std of the default configuration over seeds).
+    """
+    panels, studies, colors, bands = _value_panels(trials, order, labels, floors, columns, "ECDF")
     with style():
-        fig = Figure(figsize=(6.5, 4.0), layout="constrained")
-        ax = fig.subplots()
-        sns.ecdfplot(data=done, x="value", hue="study", hue_order=studies, palette=palette(studies), ax=ax, linewidth=2)
-        ax.set_xlabel("validation mAP")
-        ax.set_ylabel("share of trials with mAP ≤ x")
+        fig = Figure(figsize=(6.0 * len(panels) + 0.5, 4.0), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)).ravel()
+        for ax, (title, done) in zip(axes, panels, strict=True):
+            for name in studies:
+                values = done.loc[done["study"] == name, "value"].to_numpy(float)
+                if values.size:
+                    sns.ecdfplot(x=values, ax=ax, color=colors[name], linewidth=2, label=name)
+            for f, name in _unique_floors(bands, studies):
+                ax.axvspan(f.mean - f.std, f.mean + f.std, color=colors[name], alpha=0.12, lw=0)
+                ax.axvline(f.mean, color=colors[name], linestyle="--", linewidth=1.2, label=f"{f.label} (mean ± std)")
+            ax.set_xlabel("validation mAP")
+            ax.set_ylabel("share of trials with mAP ≤ x")
+            ax.set_ylim(0, 1.02)
+            if len(panels) > 1:
+                ax.set_title(title)
+        _figure_legend(fig, axes)
     return fig
 
 
-def expected_best(frame: pd.DataFrame, order: Sequence[str] | None = None) -> Figure:
-    """Expected best validation mAP after n trials (Dodge et al. 2019), with its band."""
+def _figure_legend(fig: Figure, axes: Sequence[Any] | np.ndarray) -> None:
+    """One legend for every panel, below them, so that no curve hides under it."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(
+            handles=list(entries.values()),
+            labels=list(entries),
+            loc="outside lower center",
+            ncols=min(4, len(entries)),
+            fontsize="small",
+        )
+
+
+def expected_best(
+    frame: pd.DataFrame,
+    order: Sequence[str] | None = None,
+    *,
+    labels: Mapping[str, str] | None = None,
+    floors: Mapping[str, Floor] | None = None,
+) -> Figure:
+    """Expected best validation mAP after n trials, with its band; one panel per ``basis`` when present.
+
+    Floors are horizontal lines (the default configuration's mean over seeds, ± std): the height of a
+    curve above its loss's line is what tuning buys over the default.
+    """
     if frame is None or frame.empty or not np.isfinite(pd.to_numeric(frame["mean"], errors="coerce")).any():
         raise NotEnoughData("no expected-best curve could be computed (no complete trials).")
+    frame, order = _relabel(frame, order, labels)
     studies = _studies(frame, order)
+    if not studies:
+        raise NotEnoughData("no swept study has an expected-best curve.")
+    frame = frame[frame["study"].isin(studies)]
     colors = palette(studies)
+    bands = _floors(floors, labels)
+    if "basis" in frame:
+        bases = [b for b in ("failure-aware", "survivors") if (frame["basis"] == b).any()]
+        bases += [b for b in dict.fromkeys(frame["basis"].astype(str)) if b not in bases]
+        parts = [(b, frame[frame["basis"] == b]) for b in bases]
+        if len(parts) == 2 and _same_curves(parts[0][1], parts[1][1]):
+            parts = [(f"{parts[0][0]} = {parts[1][0]} (no trial diverged)", parts[0][1])]
+    else:
+        parts = [("", frame)]
     with style():
-        fig = Figure(figsize=(6.5, 4.0), layout="constrained")
-        ax = fig.subplots()
-        for name in studies:
-            part = frame[frame["study"].astype(str) == name].sort_values("n")
-            ax.plot(part["n"], part["mean"], color=colors[name], linewidth=2, label=name)
-            if {"low", "high"} <= set(part) and np.isfinite(part[["low", "high"]].to_numpy(float)).any():
-                ax.fill_between(part["n"], part["low"], part["high"], color=colors[name], alpha=0.2, linewidth=0)
-        if frame["n"].max() > 50:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.set_xlabel("number of trials n")
-        ax.set_ylabel("expected best validation mAP")
-        ax.legend(title="study")
+        fig = Figure(figsize=(6.0 * len(parts) + 0.5, 4.0), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, len(parts), squeeze=False, sharey=True)).ravel()
+        for ax, (title, part_frame) in zip(axes, parts, strict=True):
+            for name in studies:
+                part = part_frame[part_frame["study"] == name].sort_values("n")
+                if part.empty:
+                    continue
+                ax.plot(part["n"], part["mean"], color=colors[name], linewidth=2, label=name)
+                if {"low", "high"} <= set(part) and np.isfinite(part[["low", "high"]].to_numpy(float)).any():
+                    ax.fill_between(part["n"], part["low"], part["high"], color=colors[name], alpha=0.2, linewidth=0)
+            for f, name in _unique_floors(bands, studies):
+                ax.axhspan(f.mean - f.std, f.mean + f.std, color=colors[name], alpha=0.1, lw=0)
+                ax.axhline(
+                    f.mean, color=colors[name], linestyle="--", linewidth=1.2, label=f"{f.label} (default config)"
+                )
+            if frame["n"].max() > 50:
+                ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set_xlabel("number of trials n")
+            if title:
+                ax.set_title(title)
+        axes[0].set_ylabel("expected best validation mAP")
+        _figure_legend(fig, axes[:1])
     return fig
 
 
-def importances(frame: pd.DataFrame, order: Sequence[str] | None = None) -> Figure:
+def _same_curves(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    key = ["study", "n"]
+    left, right = a.sort_values(key)[key + ["mean"]], b.sort_values(key)[key + ["mean"]]
+    if len(left) != len(right) or not (left[key].to_numpy() == right[key].to_numpy()).all():
+        return False
+    return bool(np.allclose(left["mean"].to_numpy(float), right["mean"].to_numpy(float), equal_nan=True))
+
+
+def importances(
+    frame: pd.DataFrame,
+    order: Sequence[str] | None = None,
+    *,
+    labels: Mapping[str, str] | None = None,
+    param_labels: Mapping[str, str] | None = None,
+) -> Figure:
     """Per-hyperparameter importance, one panel per method, bars per study with their intervals."""
     if frame is None or frame.empty or not np.isfinite(pd.to_numeric(frame["mean"], errors="coerce")).any():
         raise NotEnoughData(
             "no importances were computed (they need several complete trials and at least one swept hyperparameter)."
         )
+    frame, order = _relabel(frame, order, labels)
     frame = frame[np.isfinite(pd.to_numeric(frame["mean"], errors="coerce"))]
     studies = _studies(frame, order)
     colors = palette(studies)
@@ -239,7 +473,7 @@ def importances(frame: pd.DataFrame, order: Sequence[str] | None = None) -> Figu
                     xerr=err,
                     error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "0.2"},
                 )
-            ax.set_yticks(range(len(params)), params)
+            ax.set_yticks(range(len(params)), [_param(p, param_labels) for p in params])
             ax.set_title(method)
             ax.set_xlabel("importance (share of variance)")
         axes[-1].legend(title="study", loc="lower right")
@@ -251,6 +485,9 @@ def marginals(
     order: Sequence[str] | None = None,
     max_params: int = 12,
     log_params: Collection[str] = (),
+    *,
+    labels: Mapping[str, str] | None = None,
+    param_labels: Mapping[str, str] | None = None,
 ) -> Figure:
     """Mean validation mAP along each hyperparameter (binned), with intervals: flat curves mean robust.
 
@@ -258,6 +495,7 @@ def marginals(
     """
     if frame is None or frame.empty or not np.isfinite(pd.to_numeric(frame["mean"], errors="coerce")).any():
         raise NotEnoughData("no marginal curves were computed (no complete trials with swept hyperparameters).")
+    frame, order = _relabel(frame, order, labels)
     studies = _studies(frame, order)
     colors = palette(studies)
     # Parameters most studies share first (ASL and RAL share γ⁺, γ⁻, τ), so shared curves sit together.
@@ -278,8 +516,8 @@ def marginals(
                     ax.fill_between(
                         part["bin_center"], part["low"], part["high"], color=colors[name], alpha=0.2, linewidth=0
                     )
-            ax.set_title(param)
-            ax.set_xlabel(param)
+            ax.set_title(_param(param, param_labels))
+            ax.set_xlabel(param)  # the stored name, as in the search space table
             if param in log_params and (frame.loc[frame["param"] == param, "bin_center"] > 0).all():
                 ax.set_xscale("log")
         for ax in axes[len(params) :]:
@@ -301,6 +539,9 @@ def binned_map(
     value: str = "mean",
     order: Sequence[str] | None = None,
     count: str | None = "count",
+    *,
+    labels: Mapping[str, str] | None = None,
+    param_labels: Mapping[str, str] | None = None,
 ) -> Figure:
     """Heatmap of binned mean validation mAP over two hyperparameters, one panel per study, shared colours.
 
@@ -311,6 +552,7 @@ def binned_map(
     frame = frame[np.isfinite(pd.to_numeric(frame[value], errors="coerce"))]
     if frame.empty:
         raise NotEnoughData(f"no {x} × {y} bin holds a complete trial.")
+    frame, order = _relabel(frame, order, labels)
     studies = _studies(frame, order)
     vmin, vmax = float(frame[value].min()), float(frame[value].max())
     if vmin == vmax:
@@ -322,9 +564,12 @@ def binned_map(
         return f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)
 
     with style():
-        fig = Figure(figsize=(4.4 * len(studies) + 1.2, 4.2), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(1, len(studies), sharey=True, squeeze=False)).ravel()
-        for i, (ax, name) in enumerate(zip(axes, studies, strict=True)):
+        ncols, nrows = _grid_shape(len(studies))
+        fig = Figure(figsize=(4.4 * ncols + 1.2, 4.2 * nrows), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, sharey=True, squeeze=False)).ravel()
+        for ax in axes[len(studies) :]:
+            ax.set_visible(False)
+        for i, (ax, name) in enumerate(zip(axes, studies, strict=False)):
             grid = frame[frame["study"].astype(str) == name].pivot_table(
                 index=y, columns=x, values=value, aggfunc="mean"
             )
@@ -335,18 +580,19 @@ def binned_map(
                 vmin=vmin,
                 vmax=vmax,
                 cmap="viridis",
-                cbar=i == len(studies) - 1,
-                cbar_kws={"label": "mean validation mAP"},
+                cbar=False,
                 linewidths=0.3,
                 linecolor="white",
                 xticklabels=[label(v) for v in xs],
                 yticklabels=[label(v) for v in ys[::-1]],
             )
             ax.set_title(name)
-            ax.set_xlabel(x)
-            ax.set_ylabel(y if i == 0 else "")
+            ax.set_xlabel(_param(x, param_labels))
+            ax.set_ylabel(_param(y, param_labels) if i % ncols == 0 else "")
             ax.tick_params(axis="x", labelrotation=45)
             ax.tick_params(axis="y", labelrotation=0)
+        # One colour bar for every panel: the colours are shared.
+        fig.colorbar(axes[0].collections[0], ax=list(axes[: len(studies)]), label="mean validation mAP", shrink=0.9)
     return fig
 
 
@@ -355,6 +601,9 @@ def failure_map(
     pairs: Mapping[str, tuple[str, str]],
     order: Sequence[str] | None = None,
     log_params: Collection[str] = (),
+    *,
+    labels: Mapping[str, str] | None = None,
+    param_labels: Mapping[str, str] | None = None,
 ) -> Figure:
     """Where failed and diverged trials lie, against the complete ones, one panel per study.
 
@@ -366,6 +615,8 @@ def failure_map(
     trials = trials.assign(study=trials["study"].astype(str))
     if not (trials["status"] != "complete").any():
         raise NotEnoughData("no trial failed or diverged.")
+    pairs = {(labels or {}).get(k, k): v for k, v in pairs.items()}
+    trials, order = _relabel(trials, order, labels)
     panels = []
     for name in _studies(trials, order):
         if name not in pairs:
@@ -384,9 +635,12 @@ def failure_map(
     if not panels:
         raise NotEnoughData("no study has two swept hyperparameters to place its trials by.")
     with style():
-        fig = Figure(figsize=(4.2 * len(panels) + 0.8, 4.0), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)).ravel()
-        for ax, (name, x, y, part) in zip(axes, panels, strict=True):
+        ncols, nrows = _grid_shape(len(panels))
+        fig = Figure(figsize=(4.2 * ncols + 0.8, 4.0 * nrows), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+        for ax in axes[len(panels) :]:
+            ax.set_visible(False)
+        for ax, (name, x, y, part) in zip(axes, panels, strict=False):
             for status, kw in STATUS_STYLE.items():
                 points = part[part["status"] == status]
                 if status == "complete":
@@ -401,8 +655,8 @@ def failure_map(
                     **kw,
                 )
             ax.set_title(name)
-            ax.set_xlabel(x)
-            ax.set_ylabel(y)
+            ax.set_xlabel(_param(x, param_labels))
+            ax.set_ylabel(_param(y, param_labels))
             if x in log_params and (part[f"param_{x}"] > 0).all():
                 ax.set_xscale("log")
             if y in log_params and (part[f"param_{y}"] > 0).all():
@@ -411,11 +665,31 @@ def failure_map(
     return fig
 
 
+def _param(name: str, param_labels: Mapping[str, str] | None) -> str:
+    """How a figure names a hyperparameter: its symbol with the stored name where given (e.g. "γ⁻ (gamma_neg)")."""
+    return (param_labels or {}).get(name, name)
+
+
+def _grid_shape(n: int, max_cols: int = 3) -> tuple[int, int]:
+    """(columns, rows) for ``n`` per-study panels: at most three a row, so text stays legible in the report."""
+    n = max(n, 1)
+    rows = int(np.ceil(n / max_cols))
+    ncols = int(np.ceil(n / rows))  # balanced: 4 panels as 2 x 2, not 3 + 1
+    return ncols, rows
+
+
 TIERS = ("head", "medium", "tail")
 
 
-def tier_spread(trials: pd.DataFrame, order: Sequence[str] | None = None, split: str = "val") -> Figure:
+def tier_spread(
+    trials: pd.DataFrame,
+    order: Sequence[str] | None = None,
+    split: str = "val",
+    *,
+    labels: Mapping[str, str] | None = None,
+) -> Figure:
     """Box plots of head / medium / tail mAP per study: where across the class frequencies the spread lives."""
+    trials, order = _relabel(trials, order, labels)
     columns = {f"{split}_mAP_{tier}": tier for tier in TIERS if f"{split}_mAP_{tier}" in trials}
     if trials.empty or not columns:
         raise NotEnoughData("the trials record no head / medium / tail mAP.")

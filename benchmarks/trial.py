@@ -1,6 +1,6 @@
 """What one trial costs, and which default backbone to use: data, embeddings, linear-probe trials, finetune.
 
-Run: ``python -m benchmarks.trial [--num-images 6000] [--image-size 64] [--imbalance-ratio 142]
+Run: ``python -m benchmarks.trial [--num-images 6000] [--image-size 64] [--imbalance-ratio R]
 [--backbones mobilenetv3_small_100 resnet18 ...] [--trials 5] [--threads 1] [--device cpu]
 [--pack-sizes 1 8 32 128] [--tables data backbones trials packs finetune] [--cache-dir DIR]``.
 Defaults are the built-in data set and trial settings; the whole run takes a few minutes on 2 CPU
@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-images", type=int, default=DataConfig.num_images)
     parser.add_argument("--image-size", type=int, default=DataConfig.image_size)
     parser.add_argument(
-        "--imbalance-ratio", type=float, default=DataConfig.imbalance_ratio, help="lower it for small --num-images"
+        "--imbalance-ratio",
+        type=float,
+        default=None,
+        help="default: CXR-LT 2023 priors (164); lower it for small --num-images",
     )
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--backbones", nargs="+", default=list(CANDIDATES))

@@ -10,10 +10,13 @@ import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from analysis import figures
 from analysis.results import Analysis
+from reports.roles import Roles, symbol
+from reports.roles import roles as make_roles
 from reports.tables import param_specs
 
 
@@ -84,40 +87,121 @@ def _grid(analysis: Analysis) -> tuple[pd.DataFrame | None, str, str]:
     return frame, x, y
 
 
-def charts(analysis: Analysis, order: Sequence[str]) -> dict[str, Chart]:
-    """Every figure of the report, keyed by section."""
+def floors(analysis: Analysis, roles: Roles) -> dict[str, figures.Floor]:
+    """Each sweep's seed floor (its matched seeds-mode study), from that study's complete trials."""
     trials = analysis.trials
-    names = _names(order) if order else "no study"
-    medians = _medians(trials, order)
+    out: dict[str, figures.Floor] = {}
+    if trials.empty:
+        return out
+    done = trials[trials["status"] == "complete"]
+    for sweep, floor in roles.floor_of.items():
+        values = pd.to_numeric(done.loc[done["study"].astype(str) == floor, "value"], errors="coerce").dropna()
+        if len(values) >= 2:
+            out[sweep] = figures.Floor(roles.label(floor), float(values.mean()), float(values.std(ddof=1)), len(values))
+    return out
+
+
+def value_columns(analysis: Analysis, sweeps: Sequence[str]) -> tuple[list[tuple[str, str]], str]:
+    """Which values the distribution figures show, and a sentence for their captions.
+
+    Failure-aware values (diverged trials at the study's floor value) first where the analysis gives
+    them and some sweep has a diverged trial; survivors-only values beside them, labelled.
+    """
+    trials = analysis.trials
+    column = figures.FAILURE_AWARE
+    if trials.empty or column not in trials:
+        return [
+            ("value", "complete trials")
+        ], "Diverged trials are left out (this analysis has no failure-aware values)."
+    part = trials[trials["study"].astype(str).isin(list(sweeps))]
+    diverged = part[(part["status"] == "diverged") & np.isfinite(pd.to_numeric(part[column], errors="coerce"))]
+    if diverged.empty:
+        return [
+            ("value", "complete trials")
+        ], "No swept trial diverged, so failure-aware and survivors-only values coincide."
+    floors, sources = [], []
+    for name in dict.fromkeys(diverged["study"].astype(str)):
+        s = analysis.summaries.get(name)
+        if s is not None and np.isfinite(s.floor_value):
+            floors.append(f"{name} {s.floor_value:.3f}")
+            sources.append(s.floor_source or "the chance-level mAP of the validation split")
+    at = f" ({', '.join(floors)})" if floors else ""
+    source = "; ".join(dict.fromkeys(sources)) or "a documented floor"
+    return (
+        [(column, "failure-aware: diverged trials at the floor value"), ("value", "survivors only")],
+        f"Left: failure-aware, every diverged trial enters at its study's floor value{at}, {source}; "
+        "right: survivors only (complete trials).",
+    )
+
+
+def _floor_sentence(roles: Roles, bands: dict[str, figures.Floor]) -> str:
+    if not bands:
+        text = "No seeds-mode study matches a sweep, so no seed noise floor is drawn."
+    else:
+        text = (
+            "Grey bands are the seed noise floor: the loss's default configuration re-run over seeds "
+            "(mean ± std), a reference, not a rival study."
+        )
+    if roles.floor_notes:
+        text += " Not drawn as a floor: " + "; ".join(roles.floor_notes) + "."
+    return text
+
+
+def charts(analysis: Analysis, order: Sequence[str], roles: Roles | None = None) -> dict[str, Chart]:
+    """Every figure of the report, keyed by section.
+
+    Seeds-mode studies appear only as their sweeps' floors; every figure names studies by their
+    short labels (the report lists the full names).
+    """
+    roles = roles if roles is not None else make_roles(analysis, order)
+    sweeps = roles.sweeps
+    labels = roles.labels
+    trials = analysis.trials
+    names = _names([roles.label(s) for s in sweeps]) if sweeps else "no study"
+    medians = _medians(trials, sweeps, labels)
     log = log_params(analysis.settings)
+    names_of = param_names(trials)
+    bands = floors(analysis, roles)
+    columns, basis_sentence = value_columns(analysis, sweeps)
+    floor_sentence = _floor_sentence(roles, bands)
     out: dict[str, Chart] = {}
 
     out["distributions"] = _draw(
         "distributions",
-        "Validation mAP of every complete trial",
-        f"Violin and strip plot of validation mAP per study ({names}); each dot is one trial. {medians}",
-        "Each violin is the distribution of validation mAP over a study's complete trials, with its "
+        "Validation mAP of every trial",
+        f"Violin and strip plot of validation mAP per swept study ({names}); each dot is one trial. {medians}",
+        "Each violin is the distribution of validation mAP over a study's trials, with its "
         "quartiles; dots are individual trials (a random subsample where a study has more than "
-        f"{figures.MAX_POINTS:,}). Look for the height of each violin: a short violin means the loss "
-        "gives similar mAP wherever its hyperparameters land; a long lower tail means some settings fail badly.",
-        lambda: figures.distributions(trials, order),
+        f"{figures.MAX_POINTS:,}). {basis_sentence} {floor_sentence} Look for the height of each violin: "
+        "a short violin means the loss gives similar mAP wherever its hyperparameters land; a long lower "
+        "tail means some settings fail badly.",
+        lambda: figures.distributions(trials, sweeps, labels=labels, floors=bands, columns=columns),
     )
     out["ecdf"] = _draw(
         "ecdf",
         "Empirical CDF of validation mAP",
         f"Empirical cumulative distribution of validation mAP for {names}. {medians}",
-        "The share of trials at or below each mAP. A steeper curve means less spread; a curve to the right "
-        "of another at every height means that loss is better at every quantile, not only at the best trial.",
-        lambda: figures.ecdf(trials, order),
+        f"The share of trials at or below each mAP. {basis_sentence} Dashed vertical lines and bands are "
+        "each loss's seed noise floor (default configuration, mean ± std over seeds). A steeper curve means "
+        "less spread; a curve to the right of another at every height means that loss is better at every "
+        "quantile, not only at the best trial.",
+        lambda: figures.ecdf(trials, sweeps, labels=labels, floors=bands, columns=columns),
     )
+    eb = analysis.expected_best
+    if isinstance(eb, pd.DataFrame) and not eb.empty and "study" in eb:
+        eb = eb[eb["study"].astype(str).isin(sweeps)]
+    basis = isinstance(eb, pd.DataFrame) and "basis" in eb and eb["basis"].nunique() > 1
     out["expected_best"] = _draw(
         "expected_best",
         "Expected best mAP versus number of trials",
         f"Expected best validation mAP as a function of the number of random trials, with bands, for {names}.",
         "Expected best validation mAP when drawing n trials at random from the study (Dodge et al. 2019), "
-        "with its band. Look at the left end: a loss that reaches its plateau after few trials needs little "
-        "tuning; the gap at the right end is what full tuning buys.",
-        lambda: figures.expected_best(analysis.expected_best, order),
+        "with its band. "
+        + ("Left: failure-aware (a diverged draw counts at the floor value); right: survivors only. " if basis else "")
+        + "Dashed horizontal lines are each loss's default configuration (mean over seeds, band ± std): the "
+        "height of a curve above its line is what tuning buys. Look at the left end: a loss that reaches "
+        "its plateau after few trials needs little tuning.",
+        lambda: figures.expected_best(eb, sweeps, labels=labels, floors=bands),
     )
     out["importances"] = _draw(
         "importances",
@@ -126,7 +210,7 @@ def charts(analysis: Analysis, order: Sequence[str]) -> dict[str, Chart]:
         "Share of mAP variance attributed to each hyperparameter (per importance method), with intervals. "
         "Look for one parameter dominating: that is the one a user of this loss has to tune; overlapping "
         "error bars mean the ranking is not settled.",
-        lambda: figures.importances(analysis.importances, order),
+        lambda: figures.importances(analysis.importances, sweeps, labels=labels, param_labels=names_of),
     )
     out["marginals"] = _draw(
         "marginals",
@@ -135,7 +219,7 @@ def charts(analysis: Analysis, order: Sequence[str]) -> dict[str, Chart]:
         "Mean validation mAP over trials in each bin of one hyperparameter (averaging over the others), with "
         "intervals. Flat curves mean the loss is insensitive to that parameter; a sharp peak means it must be "
         "set carefully.",
-        lambda: figures.marginals(analysis.marginals, order, log_params=log),
+        lambda: figures.marginals(analysis.marginals, sweeps, log_params=log, labels=labels, param_labels=names_of),
     )
 
     frame, x, y = _grid(analysis)
@@ -150,34 +234,40 @@ def charts(analysis: Analysis, order: Sequence[str]) -> dict[str, Chart]:
             "complete trial. ASL's tuning advice is about these two parameters: look for how large the "
             "bright region is, not only how bright its best cell is.",
             lambda: (
-                figures.binned_map(frame, x, y, "mean", order)
+                figures.binned_map(frame, x, y, "mean", sweeps, labels=labels, param_labels=names_of)
                 if frame is not None
                 else _raise("too few complete trials sweep both γ⁻ and τ to bin them.")
             ),
         )
 
-    pairs = {name: (params[0], params[1]) for name in order if len(params := top_params(analysis, name, k=2)) == 2}
+    pairs = {name: (params[0], params[1]) for name in sweeps if len(params := top_params(analysis, name, k=2)) == 2}
     out["failures"] = _draw(
         "failures",
         "Where trials fail or diverge",
-        "Scatter plots, one per study, of every trial over that study's two most important hyperparameters: "
+        "Scatter plots, one per swept study, of every trial over that study's two most important hyperparameters: "
         "grey dots are complete trials, red crosses diverged trials, orange triangles failed trials.",
         "Each study's trials placed by its two most important hyperparameters. Look for red crosses "
         "clustering: a region where a loss diverges is a region its search space (or the loss) should "
         "exclude; failed (orange) trials scattered at random point to the infrastructure, not the loss.",
-        lambda: figures.failure_map(trials, pairs, order, log_params=log),
+        lambda: figures.failure_map(trials, pairs, sweeps, log_params=log, labels=labels, param_labels=names_of),
     )
 
     out["tiers"] = _draw(
         "tiers",
         "Head, medium and tail mAP per study",
-        "Box plots of head, medium and tail class mAP per study over complete trials.",
+        "Box plots of head, medium and tail class mAP per swept study over complete trials.",
         "mAP over the frequent (head), medium and rare (tail) classes, one box per tier over a study's "
         "complete trials. Look at the tail boxes: if one loss's overall spread is smaller only because its "
         "head classes are stable while its tail varies as much, its robustness is not bought where it matters.",
-        lambda: figures.tier_spread(trials, order),
+        lambda: figures.tier_spread(trials, sweeps, labels=labels),
     )
     return out
+
+
+def param_names(trials: pd.DataFrame) -> dict[str, str]:
+    """ "γ⁻ (gamma_neg)" for every swept parameter with a symbol: figures name both, tables the stored name."""
+    present = [c[len("param_") :] for c in trials.columns if c.startswith("param_")] if not trials.empty else []
+    return {p: f"{symbol(p)} ({p})" for p in present if symbol(p) != p}
 
 
 def log_params(settings: dict) -> set[str]:
@@ -189,7 +279,7 @@ def log_params(settings: dict) -> set[str]:
     return out
 
 
-def _medians(trials: pd.DataFrame, order: Sequence[str]) -> str:
+def _medians(trials: pd.DataFrame, order: Sequence[str], labels: dict[str, str] | None = None) -> str:
     """Alt text for readers who cannot see the figure: each study's median and quartiles."""
     if trials.empty:
         return ""
@@ -199,7 +289,9 @@ def _medians(trials: pd.DataFrame, order: Sequence[str]) -> str:
         values = pd.to_numeric(done.loc[done["study"].astype(str) == name, "value"], errors="coerce").dropna()
         if len(values):
             q1, q2, q3 = values.quantile([0.25, 0.5, 0.75])
-            parts.append(f"{name}: median {q2:.3f}, quartiles {q1:.3f} to {q3:.3f} over {len(values)} trials")
+            label = (labels or {}).get(name, name)
+            label = label if label == name else f"{label} ({name})"
+            parts.append(f"{label}: median {q2:.3f}, quartiles {q1:.3f} to {q3:.3f} over {len(values)} trials")
     return "; ".join(parts) + "." if parts else ""
 
 

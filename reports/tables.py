@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import Analysis, Comparison, Estimate, StudySummary
-from analysis.verdict import label
 
 DASH = "—"
 
@@ -215,23 +214,73 @@ class SummaryRow:
     failure_rate: tuple[str, str]
     divergence_rate: tuple[str, str]
     seed_ratio: tuple[str, str]
+    label: str = ""  # the short label figures use
+    basis: str = ""  # "failure-aware" | "survivors" | "" (older analyses)
+    basis_note: str = ""  # "diverged at 0.052": the floor value diverged trials enter at
+    survivors: bool = False  # the survivors-only line under a study's failure-aware line
+    floor: bool = False  # a seeds-mode study: the noise floor, not a sweep
 
 
-def dispersion_rows(summaries: Iterable[StudySummary]) -> list[SummaryRow]:
+def dispersion_rows(summaries: Iterable[StudySummary], labels: dict[str, str] | None = None) -> list[SummaryRow]:
+    """One row per study; where the analysis is failure-aware, a survivors-only row under it.
+
+    ``stats`` are failure-aware when ``survivor_stats`` is filled (diverged trials at ``floor_value``);
+    older analyses have survivors-only ``stats`` and no second row.
+    """
     rows = []
     for s in summaries:
-        rows.append(
-            SummaryRow(
-                study=s.name,
-                loss=s.loss,
-                counts=f"{s.n_complete:,} / {s.n_trials:,}",
-                enough=s.enough,
-                stats=[estimate_parts(s.stats.get(key)) for key, _ in DISPERSION_COLUMNS],
-                failure_rate=estimate_parts(s.failure_rate, percent=True),
-                divergence_rate=estimate_parts(s.divergence_rate, percent=True),
-                seed_ratio=estimate_parts(s.hp_to_seed_ratio, digits=2),
-            )
+        aware = bool(s.survivor_stats)
+        basis = "failure-aware" if aware else ""
+        note = f"diverged at {number(s.floor_value)}" if aware and math.isfinite(s.floor_value) and s.n_diverged else ""
+        base = SummaryRow(
+            study=s.name,
+            loss=s.loss,
+            counts=f"{s.n_complete:,} / {s.n_trials:,}",
+            enough=s.enough,
+            stats=[estimate_parts(s.stats.get(key)) for key, _ in DISPERSION_COLUMNS],
+            failure_rate=estimate_parts(s.failure_rate, percent=True),
+            divergence_rate=estimate_parts(s.divergence_rate, percent=True),
+            seed_ratio=estimate_parts(s.hp_to_seed_ratio, digits=2),
+            label=(labels or {}).get(s.name, s.name),
+            basis=basis,
+            basis_note=note,
+            floor=s.space_mode == "seeds",
         )
+        rows.append(base)
+        if aware:
+            rows.append(
+                SummaryRow(
+                    study=s.name,
+                    loss=s.loss,
+                    counts=f"{s.n_complete:,}",
+                    enough=s.enough,
+                    stats=[estimate_parts(s.survivor_stats.get(key)) for key, _ in DISPERSION_COLUMNS],
+                    failure_rate=("", ""),
+                    divergence_rate=("", ""),
+                    seed_ratio=("", ""),
+                    label=base.label,
+                    basis="survivors",
+                    survivors=True,
+                    floor=base.floor,
+                )
+            )
+    return rows
+
+
+VARIANCE_COMPONENTS = (("hp", "σ²_hp (hyperparameters)"), ("seed", "σ²_seed"), ("interaction", "σ²_hp×seed"))
+
+
+def variance_rows(summaries: Iterable[StudySummary], labels: dict[str, str] | None = None) -> list[list[str]]:
+    """Per study with R >= 2 replicate seeds: the config x seed variance components with their intervals."""
+    rows = []
+    for s in summaries:
+        if not s.variance_components:
+            continue
+        cells = [(labels or {}).get(s.name, s.name), f"{s.n_replicates:,}"]
+        for key, _ in VARIANCE_COMPONENTS:
+            e = s.variance_components.get(key)
+            cells.append(estimate(e, 5) if e is not None else DASH)
+        rows.append(cells)
     return rows
 
 
@@ -271,32 +320,6 @@ def comparison_rows(comparisons: Iterable[Comparison]) -> list[ComparisonRow]:
             )
         )
     return rows
-
-
-@dataclass
-class Headline:
-    """One line above a verdict paragraph: which loss is less sensitive, or that neither is."""
-
-    pair: str  # "RAL vs ASL"
-    finding: str  # "RAL is less/more sensitive to its hyperparameters" or "... not distinguishable on this data"
-    tone: str  # "clear" (the CI excludes 1) or "unclear"
-    evidence: str  # "std ratio 0.47 [0.42, 0.54]"
-
-
-def headline(c: Comparison, summaries: dict[str, StudySummary]) -> Headline:
-    """The verdict's finding in a few words: ``c.direction``, decided by ``analysis.verdict``'s rule."""
-    a, b = summaries.get(c.a), summaries.get(c.b)
-    name_a, name_b = (label(a, b), label(b, a)) if a is not None and b is not None else (c.a, c.b)
-    ratio = c.std_ratio
-    if c.direction in ("less sensitive", "more sensitive"):
-        finding, tone = f"{name_b} is {c.direction} to its hyperparameters", "clear"
-    elif c.direction == "mixed evidence":
-        finding, tone = "mixed evidence on sensitivity", "unclear"
-    elif c.direction == "no verdict":
-        finding, tone = "no verdict on sensitivity", "unclear"
-    else:
-        finding, tone = "sensitivity not distinguishable on this data", "unclear"
-    return Headline(f"{name_b} vs {name_a}", finding, tone, f"std ratio {name_b}/{name_a} {estimate(ratio, 2)}")
 
 
 # -- failures -------------------------------------------------------------------------------------

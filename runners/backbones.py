@@ -6,13 +6,14 @@ transform) so that ImageNet-style checkpoints load unchanged.
 
 Default backbone (``runners.config.DEFAULT_BACKBONE``): ``mobilenetv3_small_100``, chosen by
 measurement with ``python -m benchmarks.trial`` on the default synthetic set (6,000 images of 64x64,
-26 classes), random init, one thread on the shared 2-core development machine (loaded, so absolute
-seconds are pessimistic; the ratios are what matter). Linear probe: BCE, 30 epochs, mean of 2 seeds:
+the 26 CXR-LT 2023 classes and priors), random init, one thread, the three side by side in one run on
+the shared 2-core development machine (loaded by other jobs, so absolute seconds are pessimistic; the
+ratios are what matter). Linear probe: BCE, 30 epochs, mean of 2 seeds:
 
     backbone               dim   embed s (cold)  images/s   BCE val mAP
-    mobilenetv3_small_100  1024        7.9           757       0.257
-    convnext_atto           320       51.0           118       0.170
-    resnet18                512       74.2            81       0.100   (chance is about 0.08)
+    mobilenetv3_small_100  1024        4.0          1483       0.277
+    convnext_atto           320       11.0           548       0.190
+    resnet18                512       28.2           213       0.139   (chance is about 0.09)
 
 At random init, resnet18's zero-initialised last BatchNorm of each block (timm's ``zero_init_last``)
 leaves little more than its stem, so its embeddings barely separate the classes; MobileNetV3 is

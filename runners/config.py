@@ -8,10 +8,12 @@ to JSON unchanged. This module must not import torch: ``study`` imports it in th
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-DATASETS = ("synthetic", "csv", "npz")
+DATASETS = ("synthetic", "csv", "npz", "features")
 PROTOCOLS = ("linear-probe", "finetune")
 OPTIMIZERS = ("adamw", "sgd")
 HEADS = ("linear", "mlp")
@@ -32,27 +34,31 @@ class DataConfig:
     """Which multi-label data set to use and how to build it.
 
     ``synthetic`` is the built-in default (no files, no network). ``csv`` reads a manifest plus an
-    image folder (CXR-LT / ChestX-ray14 layout). ``npz`` reads a MedMNIST-style archive.
+    image folder (CXR-LT / ChestX-ray14 layout), or several manifests named by split. ``npz`` reads a
+    MedMNIST-style archive. ``features`` reads precomputed embeddings (linear probe only).
     """
 
-    name: Literal["synthetic", "csv", "npz"] = "synthetic"
-    path: str | None = None  # the CSV manifest or the .npz file
+    name: Literal["synthetic", "csv", "npz", "features"] = "synthetic"
+    # csv: one manifest, a comma list of them or a folder of them; npz / features: the .npz file
+    path: str | None = None
     image_root: str | None = None  # folder the CSV's path column is relative to (default: the CSV's folder)
     image_size: int = 64  # side of the square images fed to the backbone
     # synthetic
-    num_classes: int = 26
+    num_classes: int = 26  # the CXR-LT 2023 classes; fewer: a subset spread over head and tail
     num_images: int = 6000
-    imbalance_ratio: float = 142.0
-    labels_per_image: float = 2.0
+    imbalance_ratio: float | None = None  # None: CXR-LT 2023's (164); else its priors reshaped to this ratio
+    labels_per_image: float | None = None  # None: CXR-LT 2023's (2.40 with all classes); else priors scaled
     missing_rate: float = 0.2  # share of training positives dropped (missing findings); val/test are clean
     signal_strength: float = 1.0  # multiplies every class's contrast: < 1 harder, > 1 easier
     # csv
-    path_column: str = "path"
+    path_column: str = "auto"  # auto: "path", else "fpath" (CXR-LT 2023 / 2024)
     label_columns: tuple[str, ...] | None = None  # None: auto-detect 0/1 columns
     split_column: str | None = "split"  # used when present in the CSV
-    group_column: str | None = None  # e.g. a patient id: rows sharing it land in one split (seeded splits)
-    uncertain: Literal["zero", "one", "ignore"] = "zero"  # policy for -1 / empty labels
-    # splits made when the source has none (csv without split column)
+    # Rows sharing a value (a patient id) land in one split when splits are carved; auto: "subject_id"
+    # when the CSV has it (MIMIC-CXR, CXR-LT), else none.
+    group_column: str | None = "auto"
+    uncertain: Literal["zero", "one", "ignore"] = "zero"  # policy for -1 / empty (NaN) labels
+    # splits carved (seeded, grouped) when the source lacks them
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0  # generation (synthetic) and split seed
@@ -62,17 +68,22 @@ class DataConfig:
         if self.name not in DATASETS:
             raise ValueError(f"data set name must be one of {DATASETS}, got {self.name!r}")
         if self.name != "synthetic" and not self.path:
-            raise ValueError(
-                f"the {self.name!r} data set needs a path (the {'CSV manifest' if self.name == 'csv' else '.npz file'})"
-            )
+            what = {"csv": "CSV manifest(s) or their folder", "npz": ".npz file", "features": "features .npz file"}
+            raise ValueError(f"the {self.name!r} data set needs --data-path (the {what[self.name]})")
+        if self.imbalance_ratio is not None and not self.imbalance_ratio >= 1:
+            raise ValueError(f"imbalance_ratio must be >= 1, got {self.imbalance_ratio}")
+        if self.labels_per_image is not None and not self.labels_per_image > 0:
+            raise ValueError(f"labels_per_image must be > 0, got {self.labels_per_image}")
         if self.uncertain not in UNCERTAIN_POLICIES:
             raise ValueError(f"uncertain must be one of {UNCERTAIN_POLICIES}, got {self.uncertain!r}")
         checks = [
             (self.image_size >= 8, f"image_size must be >= 8, got {self.image_size}"),
-            (self.num_classes >= 2, f"num_classes must be >= 2, got {self.num_classes}"),
+            (
+                2 <= self.num_classes <= 26,
+                f"num_classes must be in 2..26 (the synthetic set has the 26 CXR-LT 2023 classes), "
+                f"got {self.num_classes}",
+            ),
             (self.num_images >= 10, f"num_images must be >= 10, got {self.num_images}"),
-            (self.imbalance_ratio >= 1, f"imbalance_ratio must be >= 1, got {self.imbalance_ratio}"),
-            (self.labels_per_image > 0, f"labels_per_image must be > 0, got {self.labels_per_image}"),
             (0 <= self.missing_rate < 1, f"missing_rate must be in [0, 1), got {self.missing_rate}"),
             (self.signal_strength > 0, f"signal_strength must be > 0, got {self.signal_strength}"),
             (0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}"),
@@ -82,9 +93,9 @@ class DataConfig:
                 f"val_fraction + test_fraction must be < 1, got {self.val_fraction + self.test_fraction}",
             ),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        _check(checks)
+        if not self.path_column:
+            raise ValueError("path_column is empty (--data-path-column); name the image column or use auto")
         if self.label_columns is not None and not isinstance(self.label_columns, tuple):
             object.__setattr__(self, "label_columns", tuple(self.label_columns))
 
@@ -163,6 +174,11 @@ class TrialConfig:
                     self.loader_workers >= 0,
                     f"loader_workers must be >= 0 (--loader-workers), got {self.loader_workers}",
                 ),
+                (
+                    self.data.name != "features" or self.protocol == "linear-probe",
+                    "--data features holds embeddings, not images: it needs --protocol linear-probe, "
+                    f"not {self.protocol}",
+                ),
             ]
         )
 
@@ -181,3 +197,35 @@ class TrialConfig:
         if unknown:
             raise ValueError(f"unknown trial settings: {sorted(unknown)}")
         return cls(data=DataConfig(**data), train=TrainConfig(**train), **d)
+
+
+# -- command-line flags of these settings (study.run and runners.embed generate theirs from the fields) --
+
+
+def cli_flag(path: str) -> str:
+    """Command-line flag of a trial setting: data fields get a ``--data-`` prefix, the rest none."""
+    if path == "data.name":
+        return "--data"
+    section, _, name = path.rpartition(".")
+    prefix = "data-" if section == "data" else ""
+    return "--" + prefix + name.replace("_", "-")
+
+
+def cli_type(hint: Any) -> tuple[Any, list[str] | None]:
+    """(type converter, choices) for a field's type hint."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        inner_type, choices = cli_type(next(a for a in args if a is not type(None)))
+
+        def optional(text: str) -> Any:
+            return None if text.lower() in ("none", "") else inner_type(text)
+
+        return optional, choices
+    if origin is Literal:
+        return str, list(args)
+    if origin is tuple:
+        return lambda text: tuple(s.strip() for s in text.split(",") if s.strip()), None
+    if hint is bool:
+        return lambda text: text.lower() in ("1", "true", "yes", "on"), None
+    return hint, None

@@ -9,6 +9,9 @@ A linear-probe study runs hundreds of trials on the same embeddings, so embeddin
 2. in memory, per process, as standardised tensors on the trial's device (:func:`load_features`),
    so that the second and later trials of a worker cost only the head's training.
 
+A ``features`` data set (``--data features``) already holds its embeddings: they skip the backbone and
+the disk cache (the file is its own cache) and get the same standardisation and in-memory cache.
+
 A random-init backbone is initialised with a fixed seed (:data:`BACKBONE_INIT_SEED`): the frozen
 feature extractor is part of the experimental setup, not of a trial's seed, and every process must
 compute the same embeddings for the same key.
@@ -56,6 +59,20 @@ class FeatureSet:
     @property
     def dim(self) -> int:
         return int(self.train.x.shape[1])
+
+
+def embedding_settings(config: Any) -> dict[str, Any]:
+    """The embedding arguments of :func:`load_features` / :func:`compute_embeddings` a TrialConfig gives
+    (one place, so the linear probe and ``runners.embed`` embed alike)."""
+    return {
+        "backbone": config.backbone,
+        "checkpoint": config.checkpoint,
+        "image_size": config.data.image_size,
+        "cache_dir": config.cache_dir,
+        "batch_size": config.embed_batch_size,
+        "amp": config.train.amp,
+        "num_workers": config.loader_workers,
+    }
 
 
 def checkpoint_sha256(path: str | os.PathLike | None) -> str | None:
@@ -138,22 +155,29 @@ def load_features(
     progress: bool = True,
 ) -> FeatureSet:
     """Standardised embeddings (train-split mean and std) as tensors on ``device``, memoised per process."""
-    precision = embedding_precision(device, amp)
-    key = embedding_key(dataset.fingerprint, backbone, checkpoint_sha256(checkpoint), int(image_size), precision)
+    from_file = bool(getattr(dataset, "has_features", False))
+    if from_file:  # precomputed: neither backbone nor checkpoint nor precision is involved
+        key = f"{dataset.fingerprint[:16]}/features-file"
+    else:
+        precision = embedding_precision(device, amp)
+        key = embedding_key(dataset.fingerprint, backbone, checkpoint_sha256(checkpoint), int(image_size), precision)
 
     def build() -> FeatureSet:
-        raw = compute_embeddings(
-            dataset,
-            backbone=backbone,
-            checkpoint=checkpoint,
-            image_size=image_size,
-            cache_dir=cache_dir,
-            device=device,
-            batch_size=batch_size,
-            amp=amp,
-            num_workers=num_workers,
-            progress=progress,
-        )
+        if from_file:
+            raw = {name: getattr(dataset, name).features for name in SPLITS}
+        else:
+            raw = compute_embeddings(
+                dataset,
+                backbone=backbone,
+                checkpoint=checkpoint,
+                image_size=image_size,
+                cache_dir=cache_dir,
+                device=device,
+                batch_size=batch_size,
+                amp=amp,
+                num_workers=num_workers,
+                progress=progress,
+            )
         mean, std = standardisation(raw["train"])
         splits = {}
         for name in SPLITS:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from runners.checksum import file_sha256
 from runners.config import DataConfig, TrainConfig, TrialConfig
+from runners.config import cli_flag as _flag
+from runners.config import cli_type as _parser_for
 
 from .design import SAMPLERS
 
@@ -32,6 +33,9 @@ EXECUTION_ONLY = {
     "trial.cache_dir",
     "trial.embed_batch_size",
     "trial.loader_workers",
+    # Where the data files lie on this machine: the data's identity is data_fingerprint (its contents).
+    "trial.data.path",
+    "trial.data.image_root",
 }
 # Study settings that may change on resume: the budget may grow, retries may be raised or lowered.
 RESUMABLE = {"n_trials", "max_retries", "space_file"}
@@ -41,23 +45,29 @@ RETIRED = {"n_alpha", "n_beta"}
 
 _HELP: dict[str, str] = {
     "data.name": (
-        "data set: synthetic (built-in long-tailed set, no files), csv (manifest + image folder), npz "
-        "(MedMNIST-style archive)"
+        "data set: synthetic (built-in CXR-LT look-alike, no files), csv (manifests + image folder), "
+        "npz (MedMNIST-style archive), features (precomputed embeddings .npz; linear probe only)"
     ),
-    "data.path": "the CSV manifest or the .npz file",
-    "data.image_root": "folder the CSV's path column is relative to (default: the CSV's folder)",
+    "data.path": (
+        "csv: a manifest, a comma list of them or their folder (split from each file's name: train*, "
+        "dev*/development*/val*, test*); npz/features: the .npz file"
+    ),
+    "data.image_root": "folder the CSV's path column is relative to (default: each manifest's folder)",
     "data.image_size": "side of the square images fed to the backbone",
-    "data.num_classes": "synthetic: number of classes",
+    "data.num_classes": "synthetic: number of CXR-LT 2023 classes (fewer: a subset spread over head and tail)",
     "data.num_images": "synthetic: number of images",
-    "data.imbalance_ratio": "synthetic: positives of the most / least frequent class",
-    "data.labels_per_image": "synthetic: mean positive labels per image",
+    "data.imbalance_ratio": "synthetic: positives of the most / least frequent class ('none' = CXR-LT 2023's, 164)",
+    "data.labels_per_image": "synthetic: mean positive labels per image ('none' = CXR-LT 2023's, 2.40)",
     "data.missing_rate": "synthetic: share of training positives dropped (missing findings)",
     "data.signal_strength": "synthetic: multiplies every class's contrast (< 1 harder, > 1 easier)",
-    "data.group_column": "csv: column (e.g. a patient id) whose rows stay in one split",
-    "data.path_column": "csv: column holding image paths",
+    "data.group_column": (
+        "csv: column (e.g. a patient id) whose rows stay in one carved split; "
+        "auto = subject_id when present, none = no grouping"
+    ),
+    "data.path_column": "csv: column holding image paths; auto = path, else fpath",
     "data.label_columns": "csv: comma-separated label columns (default: every 0/1 column)",
     "data.split_column": "csv: column holding train/val/test (used when present)",
-    "data.uncertain": "csv: policy for -1 / empty labels",
+    "data.uncertain": "csv, npz, features: policy for -1 / empty (NaN) labels",
     "data.val_fraction": "share of images in the validation split when the source has no splits",
     "data.test_fraction": "share of images in the test split when the source has no splits",
     "data.seed": "seed of data generation (synthetic) and of the splits",
@@ -79,35 +89,6 @@ _HELP: dict[str, str] = {
     "num_threads": "torch threads per worker; none = CPU cores / workers",
     "loader_workers": "DataLoader processes per worker when images are read (embedding, finetune); 0 reads in-process",
 }
-
-
-def _flag(path: str) -> str:
-    """Command-line flag of a trial setting: data fields get a ``--data-`` prefix, the rest none."""
-    if path == "data.name":
-        return "--data"
-    section, _, name = path.rpartition(".")
-    prefix = "data-" if section == "data" else ""
-    return "--" + prefix + name.replace("_", "-")
-
-
-def _parser_for(hint: Any) -> tuple[Any, list[str] | None]:
-    """(type converter, choices) for a field's type hint."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType) and type(None) in args:
-        inner_type, choices = _parser_for(next(a for a in args if a is not type(None)))
-
-        def optional(text: str) -> Any:
-            return None if text.lower() in ("none", "") else inner_type(text)
-
-        return optional, choices
-    if origin is Literal:
-        return str, list(args)
-    if origin is tuple:
-        return lambda text: tuple(s.strip() for s in text.split(",") if s.strip()), None
-    if hint is bool:
-        return lambda text: text.lower() in ("1", "true", "yes", "on"), None
-    return hint, None
 
 
 def trial_fields() -> list[tuple[str, dataclasses.Field, Any]]:
@@ -197,6 +178,9 @@ class StudyConfig:
         """``<loss>-<data>-<protocol>-<mode>[-nuisance]``, e.g. ``ral-synthetic-linear-probe-full``."""
         data = self.trial.data
         source = data.name if data.path is None else Path(data.path).stem
+        if data.path is not None and "," in data.path:  # manifests train.csv,development.csv,...: their folder
+            first = Path(data.path.split(",")[0].strip())
+            source = first.parent.name or first.stem
         name = f"{self.loss}-{source}-{self.trial.protocol}-{self.space_mode}"
         return name + "-nuisance" if self.nuisance else name
 

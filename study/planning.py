@@ -48,6 +48,7 @@ class Plan:
             "data_fingerprint": str(prepared.fingerprint),
             "class_names": list(prepared.class_names),
             "train_positives": [int(x) for x in prepared.train_positives],
+            "data_source": prepared.dataset.record(),
             "versions": versions(),
         }
 

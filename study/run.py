@@ -364,6 +364,8 @@ def run(options: RunOptions) -> int:
         dataclasses.replace(first, device=execution.devices[0], num_threads=first.num_threads or threads_per_worker(1)),
         progress=not execution.quiet and is_terminal(sys.stderr),
     )
+    if not execution.quiet:
+        print(prepared.dataset.summary(), flush=True)
 
     storage = open_storage(url, heartbeat_interval=execution.heartbeat_interval, grace_period=execution.grace_period)
     attrs = {plan.name: plan.attrs(prepared) for plan in plans}

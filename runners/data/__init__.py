@@ -1,5 +1,5 @@
-"""Multi-label data sets: the built-in synthetic CXR-LT look-alike, a CSV manifest with an image folder,
-and a MedMNIST-style .npz archive, all loaded into one :class:`MultiLabelDataset` form.
+"""Multi-label data sets: the built-in synthetic CXR-LT look-alike, CSV manifests with an image folder,
+a MedMNIST-style .npz archive and precomputed embeddings, all loaded into one :class:`MultiLabelDataset`.
 
 ``load_dataset(cfg, cache_dir)`` is the entry point; ``make_loader`` turns a split into a torch
 DataLoader of normalised image batches. torch is imported only by ``make_loader``'s module.
@@ -38,7 +38,11 @@ def load_dataset(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDat
         from .npz import load_npz
 
         return load_npz(cfg, cache_dir)
-    raise ValueError(f"unknown data set {cfg.name!r}; choose synthetic, csv or npz")
+    if cfg.name == "features":
+        from .features_file import load_features_file
+
+        return load_features_file(cfg, cache_dir)
+    raise ValueError(f"unknown data set {cfg.name!r}; choose synthetic, csv, npz or features")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,8 @@
 """The in-memory form every data source is turned into: three splits of binary labels plus images.
 
 A :class:`Split` holds its images either as one uint8 array (synthetic, npz: indexed and resized batch
-by batch) or as file paths (csv: read one by one with Pillow). Everything downstream (loaders, metrics,
+by batch) or as file paths (csv: read one by one with Pillow), or, for the ``features`` source, no
+images at all but precomputed embeddings (``features``, float32 (N, D)). Everything downstream (loaders, metrics,
 the embedding cache) sees only this interface, so a new source only has to produce a
 :class:`MultiLabelDataset` and pass :func:`check_dataset`.
 """
@@ -10,12 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+# Names a source may give its splits (split column values, file names, array prefixes). CXR-LT ships its
+# validation set as "development".
+SPLIT_ALIASES = {
+    "train": 0, "training": 0, "trainval": 0, "train_val": 0,
+    "val": 1, "valid": 1, "validation": 1, "dev": 1, "development": 1,
+    "test": 2, "testing": 2,
+}  # fmt: skip
 
 
 @dataclass
@@ -32,6 +43,7 @@ class Split:
     mask: np.ndarray | None = None
     images: np.ndarray | None = field(default=None, repr=False)
     paths: tuple[str, ...] | None = field(default=None, repr=False)
+    features: np.ndarray | None = field(default=None, repr=False)
     clean_labels: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -40,8 +52,10 @@ class Split:
         if self.labels.ndim != 2:
             raise ValueError(f"{self.name} labels must be (N, C), got shape {self.labels.shape}")
         n = self.labels.shape[0]
-        if (self.images is None) == (self.paths is None):
-            raise ValueError(f"{self.name} split needs exactly one of images (an array) or paths (files)")
+        if sum(x is not None for x in (self.images, self.paths, self.features)) != 1:
+            raise ValueError(f"{self.name} split needs exactly one of images (an array), paths (files) or features")
+        if self.features is not None and (self.features.ndim != 2 or len(self.features) != n):
+            raise ValueError(f"{self.name} features must be (N, D) with N = {n} label rows, got {self.features.shape}")
         if self.images is not None:
             if self.images.dtype != np.uint8 or not (
                 self.images.ndim == 3 or (self.images.ndim == 4 and self.images.shape[-1] == 3)
@@ -74,9 +88,11 @@ class Split:
         """Image ``i`` as uint8 (H, W) grayscale or (H, W, 3) RGB."""
         if self.images is not None:
             return self.images[i]
+        if self.paths is None:
+            raise ValueError(f"the {self.name} split holds precomputed features, not images")
         from .csv_manifest import read_image  # deferred: only file-backed splits need Pillow
 
-        return read_image(self.paths[i])  # type: ignore[index]  # a split has images or paths
+        return read_image(self.paths[i])
 
 
 @dataclass
@@ -89,6 +105,9 @@ class MultiLabelDataset:
     test: Split
     fingerprint: str
     description: str
+    # Facts about the source a study records beside the class names (``data_source`` study attribute):
+    # its kind and files, the columns left out as metadata, a features file's SHA-256.
+    source_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -102,6 +121,27 @@ class MultiLabelDataset:
     @property
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "val": self.val, "test": self.test}
+
+    @property
+    def has_features(self) -> bool:
+        """True when the splits hold precomputed embeddings instead of images (the ``features`` source)."""
+        return all(split.features is not None for split in self.splits.values())
+
+    def classes_summary(self) -> str:
+        """One line for the start of a run: how many classes, their names, what was left out as metadata."""
+        line = f"{self.num_classes} classes: {', '.join(self.class_names)}"
+        left_out = self.source_info.get("metadata_columns")
+        if left_out is not None:
+            line += f"; left out as metadata: {', '.join(left_out) if left_out else 'none'}"
+        return line
+
+    def summary(self) -> str:
+        """What a run prints when it starts: the data set and the classes it found (two lines)."""
+        return f"data     {self.description}\nclasses  {self.classes_summary()}"
+
+    def record(self) -> dict[str, Any]:
+        """The ``data_source`` study attribute: the source facts plus the class count and description."""
+        return {**self.source_info, "num_classes": self.num_classes, "description": self.description}
 
 
 def fingerprint(*parts: Any) -> str:
@@ -153,3 +193,17 @@ def check_dataset(dataset: MultiLabelDataset, source: str) -> MultiLabelDataset:
                 + "; drop it (label_columns), merge splits, or re-split with a seed"
             )
     return dataset
+
+
+def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see a partial file,
+    and two processes generating at once simply replace one complete file with an identical one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds like allow_pickle
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

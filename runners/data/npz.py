@@ -21,36 +21,71 @@ from pathlib import Path
 import numpy as np
 
 from ..config import DataConfig
-from .base import SPLITS, MultiLabelDataset, Split, check_dataset, hash_arrays
+from .base import SPLIT_ALIASES, SPLITS, MultiLabelDataset, Split, check_dataset, hash_arrays
 from .labels import apply_uncertain_policy, invalid_label_entries
 
-__all__ = ["load_npz"]
+__all__ = ["load_npz", "split_keys", "read_archive"]
 
 FORMAT_VERSION = 1  # bump when the fingerprint's contents change
 REQUIRED_KEYS = tuple(f"{split}_{kind}" for split in SPLITS for kind in ("images", "labels"))
 
 
-def _read_archive(path: Path) -> dict[str, np.ndarray]:
+def split_keys(files: list[str], kinds: tuple[str, ...], source: Path) -> dict[str, str | None]:
+    """Array prefix of each split in an archive: ``val_labels``, ``development_labels``, ... (None: absent).
+
+    Any split name of :data:`~runners.data.base.SPLIT_ALIASES` is a prefix; two prefixes for one split,
+    or one of ``kinds`` without the others, are errors.
+    """
+    found: dict[str, str | None] = {}
+    for code, split in enumerate(SPLITS):
+        prefixes = [a for a, c in SPLIT_ALIASES.items() if c == code and any(f"{a}_{k}" in files for k in kinds)]
+        if len(prefixes) > 1:
+            raise ValueError(f"{source}: arrays {sorted(prefixes)} all name the {split} split; keep one prefix")
+        if prefixes:
+            lacking = [f"{prefixes[0]}_{k}" for k in kinds if f"{prefixes[0]}_{k}" not in files]
+            if lacking:
+                raise ValueError(
+                    f"{source}: array(s) {lacking} not found beside {prefixes[0]}_{kinds[0]}; "
+                    f"the file has {sorted(files)}"
+                )
+        found[split] = prefixes[0] if prefixes else None
+    return found
+
+
+def read_archive(path: Path, what: str, expected: list[str]) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file (no pickled objects); ``what`` and ``expected`` word the errors."""
     if not path.is_file():
-        raise ValueError(f".npz file {str(path)!r} does not exist; pass an existing file with --data-path")
+        raise ValueError(f"{what} {str(path)!r} does not exist; pass an existing file with --data-path")
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path}: not a readable .npz archive ({error})") from error
     if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: holds a single array, not the named arrays {list(REQUIRED_KEYS)}")
+        raise ValueError(f"{path}: holds a single array, not the named arrays {expected}")
     with loaded as archive:
-        missing = [key for key in REQUIRED_KEYS if key not in archive.files]
-        if missing:
-            raise ValueError(
-                f"{path}: array(s) {missing} not found; the file has {sorted(archive.files)} and needs "
-                f"{list(REQUIRED_KEYS)}"
-            )
-        wanted = [*REQUIRED_KEYS, *(["class_names"] if "class_names" in archive.files else [])]
         try:
-            return {key: archive[key] for key in wanted}
+            return {key: archive[key] for key in archive.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # truncated member, pickled objects
             raise ValueError(f"{path}: not a readable .npz archive ({error})") from error
+
+
+def _read_archive(path: Path) -> dict[str, np.ndarray]:
+    """The image archive's arrays under their canonical names (``development_*`` read as ``val_*``)."""
+    arrays = read_archive(path, ".npz file", list(REQUIRED_KEYS))
+    prefixes = split_keys(list(arrays), ("images", "labels"), path)
+    missing = [f"{split}_images/labels" for split, prefix in prefixes.items() if prefix is None]
+    if missing:
+        raise ValueError(
+            f"{path}: array(s) {missing} not found; the file has {sorted(arrays)} and needs {list(REQUIRED_KEYS)}"
+        )
+    out = {
+        f"{split}_{kind}": arrays[f"{prefix}_{kind}"]
+        for split, prefix in prefixes.items()
+        for kind in ("images", "labels")
+    }
+    if "class_names" in arrays:
+        out["class_names"] = arrays["class_names"]
+    return out
 
 
 def _images(array: np.ndarray, key: str, source: Path) -> np.ndarray:
@@ -65,7 +100,7 @@ def _images(array: np.ndarray, key: str, source: Path) -> np.ndarray:
     return array.astype(np.uint8)
 
 
-def _label_values(array: np.ndarray, key: str, source: Path) -> np.ndarray:
+def label_values(array: np.ndarray, key: str, source: Path) -> np.ndarray:
     if array.ndim != 2:
         raise ValueError(f"{source}: {key} has shape {array.shape}; expected (N, C) with one 0/1 column per class")
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
@@ -86,7 +121,7 @@ def _label_values(array: np.ndarray, key: str, source: Path) -> np.ndarray:
     return values
 
 
-def _class_names(arrays: dict[str, np.ndarray], n_classes: int, source: Path) -> list[str]:
+def class_names(arrays: dict[str, np.ndarray], n_classes: int, source: Path) -> list[str]:
     if "class_names" not in arrays:
         return [f"class_{c:02d}" for c in range(n_classes)]
     names = [str(n) for n in np.asarray(arrays["class_names"]).ravel()]
@@ -110,7 +145,7 @@ def load_npz(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset
     splits = {}
     for name in SPLITS:
         images = _images(arrays[f"{name}_images"], f"{name}_images", source)
-        values = _label_values(arrays[f"{name}_labels"], f"{name}_labels", source)
+        values = label_values(arrays[f"{name}_labels"], f"{name}_labels", source)
         if len(images) != len(values):
             raise ValueError(
                 f"{source}: {name}_images has {len(images)} images but {name}_labels has {len(values)} rows"
@@ -120,7 +155,7 @@ def load_npz(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset
         labels, mask = apply_uncertain_policy(values, cfg.uncertain)
         hash_arrays(digest, images, labels, np.zeros(0, bool) if mask is None else mask)
         splits[name] = Split(name=name, labels=labels, mask=mask, images=images)
-    names = _class_names(arrays, n_classes, source)
+    names = class_names(arrays, n_classes, source)
     digest.update("\0".join(names).encode())
     counts = "/".join(str(len(splits[s])) for s in SPLITS)
     shape = "x".join(str(d) for d in splits["train"].images.shape[1:])  # type: ignore[union-attr]  # in memory
@@ -128,5 +163,11 @@ def load_npz(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset
         f"npz {source.name}: {sum(len(s) for s in splits.values())} images of {shape}, {n_classes} classes, "
         f"uncertain labels -> {cfg.uncertain}, train/val/test {counts}"
     )
-    dataset = MultiLabelDataset(class_names=names, fingerprint=digest.hexdigest(), description=description, **splits)
+    dataset = MultiLabelDataset(
+        class_names=names,
+        fingerprint=digest.hexdigest(),
+        description=description,
+        source_info={"source": "npz", "file": os.fspath(source.resolve())},
+        **splits,
+    )
     return check_dataset(dataset, str(source))

@@ -2,12 +2,15 @@
 
 What it reproduces, and why each part is there:
 
-- **Long tail.** Class ``c`` (0 = head) has ``n_c = round(n_tail * r ** ((C-1-c) / (C-1)))`` positives,
-  a geometric fall from head to tail with head/tail ratio ``r = imbalance_ratio`` (CXR-LT: 142).
-  ``n_tail`` is chosen so that the mean number of labels per image is ``labels_per_image`` (~2).
-  Positives are allotted to the train/val/test splits in proportion to their sizes (largest
-  remainder), so every split sees the same tail; a split that would get no positive of a class
-  raises a ValueError that says how many images would suffice.
+- **CXR-LT's classes and long tail.** The classes are the 26 of CXR-LT 2023, by name, and class ``c``
+  has ``round(p_c * num_images)`` positives, ``p_c`` its share of the challenge's training images
+  (:mod:`runners.data.cxr_lt`: head/tail ratio 164, 2.40 labels per image). ``imbalance_ratio``
+  reshapes those priors to another head/tail ratio (``p_c ** k``, so the classes keep their order
+  and relative spacing on a log scale) and ``labels_per_image`` scales them; fewer ``num_classes``
+  keep a subset spread evenly over the frequency ranking, so head and tail both remain. Every class
+  gets at least one positive in each split (three in all), which raises the rarest classes of a
+  small set above their share. Positives are allotted to the train/val/test splits in proportion to
+  their sizes (largest remainder, after that one positive each), so every split sees the same tail.
 - **Missing labels.** In the *training* split only, ``missing_rate`` of each class's positives are
   turned into negatives (a radiologist's missed findings); at least one positive per class stays.
   Validation and test labels are clean, so the objective measures the truth. The clean training
@@ -31,7 +34,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +42,10 @@ import numpy as np
 from scipy.special import expit
 
 from ..config import DataConfig
-from .base import MultiLabelDataset, Split, check_dataset, fingerprint
+from . import cxr_lt
+from .base import MultiLabelDataset, Split, check_dataset, fingerprint, write_npz_atomic
 
-GENERATOR_VERSION = 1  # bump when the generated contents change, so old caches are not reused
+GENERATOR_VERSION = 2  # bump when the generated contents change, so old caches are not reused
 SHAPES = ("blob", "ring", "bar", "grating", "square", "speckle", "dark-blob")
 _CHUNK = 512  # images generated at once: bounds memory (~50 MB at 64 x 64) independently of num_images
 _SIGNATURE_SEED = 20230926  # fixed: class signatures define the task, the config seed only samples it
@@ -83,15 +86,47 @@ def class_signatures(num_classes: int, signal_strength: float = 1.0) -> list[Cla
     return signatures
 
 
+def class_names(cfg: DataConfig) -> list[str]:
+    """The CXR-LT 2023 classes the data set uses, in the challenge's column order.
+
+    All 26 by default; fewer keep the classes at evenly spaced ranks of the frequency order (the head
+    and the rarest class always), so a small set is still long-tailed.
+    """
+    names = list(cxr_lt.CLASS_NAMES)
+    if cfg.num_classes >= len(names):
+        return names
+    by_frequency = sorted(range(len(names)), key=lambda c: -cxr_lt.CLASS_COUNTS[c][1])
+    ranks = np.rint(np.linspace(0, len(names) - 1, cfg.num_classes)).astype(int)
+    return [names[c] for c in sorted(by_frequency[r] for r in ranks)]
+
+
+def class_priors(cfg: DataConfig) -> np.ndarray:
+    """(C,) expected share of images positive for each class (before the floor of one per split).
+
+    Reshaping to ``imbalance_ratio`` keeps the mean number of labels per image; ``labels_per_image``
+    then sets it.
+    """
+    table = cxr_lt.prevalences()
+    real = np.array([table[name] for name in class_names(cfg)], dtype=np.float64)
+    priors = real
+    natural = real.max() / real.min()
+    if cfg.imbalance_ratio is not None and natural > 1:
+        priors = real ** (np.log(cfg.imbalance_ratio) / np.log(natural))
+        priors *= real.sum() / priors.sum()
+    if cfg.labels_per_image is not None:
+        priors = priors * (cfg.labels_per_image / priors.sum())
+    return priors
+
+
 def class_positive_counts(cfg: DataConfig) -> np.ndarray:
-    """(C,) positives per class over the whole data set: geometric head -> tail with ratio imbalance_ratio."""
-    c = cfg.num_classes
-    relative = cfg.imbalance_ratio ** ((c - 1 - np.arange(c)) / (c - 1))  # tail = 1, head = ratio
-    n_tail = max(1, round(cfg.num_images * cfg.labels_per_image / relative.sum()))
-    counts = np.rint(n_tail * relative).astype(np.int64)
-    if counts[0] > cfg.num_images:
+    """(C,) positives per class over the whole data set: the priors times the size, at least 3 (one per split)."""
+    counts = np.maximum(np.rint(class_priors(cfg) * cfg.num_images).astype(np.int64), 3)
+    smallest = min(split_sizes(cfg).values())
+    if smallest < 1:
+        raise ValueError(f"synthetic: num_images={cfg.num_images} leaves a split empty; use more images")
+    if counts.max() > cfg.num_images:
         raise ValueError(
-            f"synthetic: the head class would need {counts[0]} positives among {cfg.num_images} images; "
+            f"synthetic: the head class would need {counts.max()} positives among {cfg.num_images} images; "
             "lower labels_per_image or imbalance_ratio"
         )
     return counts
@@ -108,6 +143,19 @@ def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
     quotas = total * weights / weights.sum()
     counts = np.floor(quotas).astype(np.int64)
     counts[np.argsort(-(quotas - counts), kind="stable")[: total - counts.sum()]] += 1
+    return counts
+
+
+def _per_split(total: int, sizes: np.ndarray) -> np.ndarray:
+    """``total`` positives over splits of ``sizes``: one each, the rest in proportion (no split above its size)."""
+    counts = np.ones(len(sizes), dtype=np.int64) + _largest_remainder(total - len(sizes), sizes.astype(np.float64))
+    over = counts - sizes
+    while over.max() > 0:  # a head class in a tiny split: move the surplus to splits with room
+        spare = int(over.clip(min=0).sum())
+        counts = np.minimum(counts, sizes)
+        room = sizes - counts
+        counts += _largest_remainder(spare, room.astype(np.float64)) if room.sum() else 0
+        over = counts - sizes
     return counts
 
 
@@ -227,16 +275,8 @@ def generate(cfg: DataConfig) -> dict[str, np.ndarray]:
     ``train_clean_labels``."""
     counts = class_positive_counts(cfg)
     sizes = split_sizes(cfg)
-    weights = np.array([sizes[s] for s in ("train", "val", "test")], dtype=np.float64)
-    per_split = np.stack([_largest_remainder(int(n), weights) for n in counts], axis=1)  # (3, C)
-    for row, split in enumerate(("train", "val", "test")):
-        if per_split[row].min() == 0:
-            c = int(np.argmin(per_split[row]))
-            need = math.ceil(cfg.num_images * math.ceil(sum(weights) / weights.min()) / max(counts[c], 1))
-            raise ValueError(
-                f"synthetic: class {c} gets no positive in the {split} split with num_images={cfg.num_images} "
-                f"(it has {counts[c]} in all); use num_images >= {need} or a smaller imbalance_ratio"
-            )
+    weights = np.array([sizes[s] for s in ("train", "val", "test")], dtype=np.int64)
+    per_split = np.stack([_per_split(int(n), weights) for n in counts], axis=1)  # (3, C)
     label_seed, missing_seed, image_seed = np.random.SeedSequence([cfg.seed, GENERATOR_VERSION]).spawn(3)
     label_rng, missing_rng = np.random.default_rng(label_seed), np.random.default_rng(missing_seed)
     signatures = class_signatures(cfg.num_classes, cfg.signal_strength)
@@ -264,18 +304,10 @@ def _cache_path(cache_dir: str | os.PathLike, digest: str) -> Path:
     return Path(cache_dir) / "synthetic" / f"{digest}.npz"
 
 
-def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see a partial file,
-    and two processes generating at once simply replace one complete file with an identical one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds like allow_pickle
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _reshaped(cfg: DataConfig) -> str:
+    parts = [f"imbalance {cfg.imbalance_ratio:g}"] if cfg.imbalance_ratio is not None else []
+    parts += [f"{cfg.labels_per_image:g} labels/image"] if cfg.labels_per_image is not None else []
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def load_synthetic(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelDataset:
@@ -292,9 +324,8 @@ def load_synthetic(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelD
             warnings.warn(f"synthetic cache {path} is unreadable ({error}); regenerating it", stacklevel=2)
     if arrays is None:
         arrays = generate(cfg)
-        _write_atomic(path, arrays)
-    signatures = class_signatures(cfg.num_classes, cfg.signal_strength)
-    class_names = [f"c{c:02d}-{sig.shape}" for c, sig in enumerate(signatures)]
+        write_npz_atomic(path, arrays)
+    names = class_names(cfg)
     splits = {
         s: Split(
             name=s,
@@ -307,8 +338,14 @@ def load_synthetic(cfg: DataConfig, cache_dir: str | os.PathLike) -> MultiLabelD
     sizes = "/".join(str(len(splits[s])) for s in ("train", "val", "test"))
     description = (
         f"synthetic: {cfg.num_images} grayscale {cfg.image_size}x{cfg.image_size} images, {cfg.num_classes} classes, "
-        f"imbalance {cfg.imbalance_ratio:g}, {cfg.labels_per_image:g} labels/image, "
+        f"CXR-LT 2023 classes and priors{_reshaped(cfg)}, "
         f"{cfg.missing_rate:.0%} train positives missing, seed {cfg.seed}, train/val/test {sizes}"
     )
-    dataset = MultiLabelDataset(class_names=class_names, fingerprint=digest, description=description, **splits)
+    dataset = MultiLabelDataset(
+        class_names=names,
+        fingerprint=digest,
+        description=description,
+        source_info={"source": "synthetic", "class_priors": "CXR-LT 2023 (runners/data/cxr_lt.py)"},
+        **splits,
+    )
     return check_dataset(dataset, "synthetic")

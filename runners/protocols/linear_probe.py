@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..config import TrialConfig
-from ..features import load_features
+from ..features import embedding_settings, load_features
 from ..losses import MultiLabelLoss
 from ._training import Diverged, Predictions
 
@@ -34,18 +34,7 @@ def make_head(in_features: int, num_classes: int, kind: str = "linear", hidden: 
 
 def features_for(config: TrialConfig, dataset: Any, device: torch.device, progress: bool = False):
     """The trial's standardised embeddings (disk cache, then per-process memory; computed on a miss)."""
-    return load_features(
-        dataset,
-        backbone=config.backbone,
-        checkpoint=config.checkpoint,
-        image_size=config.data.image_size,
-        cache_dir=config.cache_dir,
-        device=device,
-        batch_size=config.embed_batch_size,
-        amp=config.train.amp,
-        num_workers=config.loader_workers,
-        progress=progress,
-    )
+    return load_features(dataset, device=device, progress=progress, **embedding_settings(config))
 
 
 def run(config: TrialConfig, dataset: Any, loss_fn: nn.Module, seed: int, device: torch.device) -> Predictions:

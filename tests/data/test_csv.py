@@ -43,6 +43,11 @@ def test_images_are_read_gray_or_rgb_at_their_own_size(manifest, cache_dir, tmp_
     np.testing.assert_array_equal(gray, np.asarray(Image.open(tmp_path / "images" / "img00.png")))
 
 
+def test_development_is_a_validation_split_name(manifest, cache_dir):
+    ds = load(manifest(split=["train"] * 6 + ["development"] * 3 + ["test"] * 3), cache_dir)
+    assert [len(ds.train), len(ds.val), len(ds.test)] == [6, 3, 3]
+
+
 def test_label_columns_by_name_set_the_class_order(manifest, cache_dir):
     ds = load(manifest(), cache_dir, label_columns=("edema", "effusion"))
     assert ds.class_names == ["edema", "effusion"]
@@ -204,14 +209,21 @@ def test_no_label_column_found(manifest, cache_dir):
 def test_bad_split_value(manifest, cache_dir):
     split = ["train"] * 6 + ["holdout"] + ["val"] * 2 + ["test"] * 3
     with pytest.raises(
-        ValueError, match=r"row 7 \(line 8\), column 'split': split 'holdout' is not train, val or test"
+        ValueError,
+        match=r"row 7 \(line 8\), column 'split': split 'holdout' is not train, val \(dev, development, valid\)",
     ):
         load(manifest(split=split), cache_dir)
 
 
-def test_split_column_without_test_rows(manifest, cache_dir):
-    with pytest.raises(ValueError, match=r"leaves the test split empty; give some rows 'test' in column 'split'"):
-        load(manifest(split=["train"] * 9 + ["val"] * 3), cache_dir)
+def test_split_column_without_test_rows_gets_a_test_split_from_train(manifest, cache_dir):
+    ds = load(manifest(split=["train"] * 9 + ["val"] * 3, **dense_labels()), cache_dir, test_fraction=0.25)
+    assert [len(ds.train), len(ds.val), len(ds.test)] == [6, 3, 3]
+    assert "test carved from train" in ds.description
+
+
+def test_split_column_without_train_rows(manifest, cache_dir):
+    with pytest.raises(ValueError, match=r"leaves the train split empty; give some rows 'train' in column 'split'"):
+        load(manifest(split=["val"] * 6 + ["test"] * 6), cache_dir)
 
 
 def test_empty_path_cell(manifest, cache_dir):

@@ -11,7 +11,8 @@ from sklearn.metrics import average_precision_score
 
 from runners.config import DataConfig
 from runners.data import load_dataset, synthetic
-from runners.data.synthetic import class_positive_counts, generate, split_sizes
+from runners.data.cxr_lt import CLASS_COUNTS, CLASS_NAMES, TRAIN_IMAGES
+from runners.data.synthetic import class_names, class_positive_counts, generate, split_sizes
 
 SMALL = dict(num_classes=6, num_images=400, image_size=16, imbalance_ratio=20.0, labels_per_image=1.5)
 
@@ -22,17 +23,35 @@ def small() -> dict[str, np.ndarray]:
 
 
 def test_default_configuration_is_cxr_lt_like():
+    """The 26 CXR-LT 2023 classes with their real training prevalences, scaled to 6,000 images."""
     cfg = DataConfig()
     counts = class_positive_counts(cfg)
-    assert len(counts) == 26
-    assert counts[0] / counts[-1] == pytest.approx(142, rel=0.02)
-    assert np.all(np.diff(counts) <= 0)
-    # Geometric: the log counts fall on a straight line from head to tail.
-    slope = np.diff(np.log(counts))
-    assert np.ptp(slope[:15]) < 0.01  # the tail is rounded to integers, so only the head is compared tightly
-    assert counts.sum() / cfg.num_images == pytest.approx(2.0, abs=0.1)
+    assert class_names(cfg) == list(CLASS_NAMES) and len(counts) == 26
+    real = np.array([n for _, n in CLASS_COUNTS])
+    np.testing.assert_allclose(counts, real * cfg.num_images / TRAIN_IMAGES, atol=0.5)  # rounding only
+    assert counts.max() / counts.min() == pytest.approx(164, rel=0.05)  # 89,140 / 543 = 164
+    assert counts.sum() / cfg.num_images == pytest.approx(2.40, abs=0.01)
+    assert np.argmax(counts) == CLASS_NAMES.index("Support Devices")
+    assert np.argmin(counts) == CLASS_NAMES.index("Pneumoperitoneum")
     assert sum(split_sizes(cfg).values()) == 6000
     assert (cfg.image_size, cfg.missing_rate) == (64, 0.2)
+
+
+def test_generated_default_set_has_real_names_and_every_class_in_every_split(tmp_path):
+    ds = load_dataset(DataConfig(), tmp_path)
+    assert ds.class_names == list(CLASS_NAMES)
+    for split in ds.splits.values():
+        assert split.positives.min() >= 1, split.name
+    clean = np.concatenate([ds.train.clean_labels, ds.val.labels, ds.test.labels])
+    assert clean.sum(axis=1).mean() == pytest.approx(2.40, abs=0.01)
+    assert "CXR-LT 2023 classes and priors" in ds.description
+
+
+def test_fewer_classes_keep_head_and_tail_with_real_names():
+    names = class_names(DataConfig(num_classes=6))
+    assert len(names) == 6 and set(names) <= set(CLASS_NAMES)
+    assert "Support Devices" in names and "Pneumoperitoneum" in names  # the head and the rarest class
+    assert names == [n for n in CLASS_NAMES if n in names]  # in the challenge's column order
 
 
 def test_output_shapes_and_types(small):
@@ -45,8 +64,10 @@ def test_output_shapes_and_types(small):
 def test_imbalance_and_labels_per_image_measured_on_the_output(small):
     clean = np.concatenate([small["train_clean_labels"], small["val_labels"], small["test_labels"]])
     positives = clean.sum(axis=0, dtype=np.int64)
-    assert positives[0] / positives[-1] == pytest.approx(20.0, rel=0.05)
-    assert np.all(np.diff(positives) <= 0)
+    assert positives.max() / positives.min() == pytest.approx(20.0, rel=0.05)
+    # Reshaping keeps the CXR-LT order of the classes by frequency.
+    real = np.array([dict(CLASS_COUNTS)[n] for n in class_names(DataConfig(**SMALL))])
+    np.testing.assert_array_equal(np.argsort(-positives, kind="stable"), np.argsort(-real, kind="stable"))
     assert clean.sum(axis=1).mean() == pytest.approx(1.5, abs=0.1)
     for split in ("val", "test"):
         assert small[f"{split}_labels"].sum(axis=0).min() >= 1, f"a class has no positive in {split}"
@@ -124,8 +145,18 @@ def test_damaged_cache_file_is_regenerated(tmp_path):
     assert path.stat().st_size > 1000
 
 
-def test_too_few_images_for_the_tail_is_a_clear_error():
-    with pytest.raises(
-        ValueError, match=r"synthetic: class \d+ gets no positive in the (val|test) split.*num_images >="
-    ):
-        generate(DataConfig(num_classes=26, num_images=200, image_size=16))
+def test_a_small_set_still_has_every_class_in_every_split():
+    # 200 images: the rarest classes would get 0.4 positives; the floor gives each split one.
+    data = generate(DataConfig(num_images=200, image_size=16))
+    for split in ("train", "val", "test"):
+        assert data[f"{split}_labels"].sum(axis=0).min() >= 1, split
+
+
+def test_too_many_labels_for_the_images_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"synthetic: the head class would need \d+ positives among 100 images"):
+        generate(DataConfig(num_images=100, image_size=16, labels_per_image=30.0))
+
+
+def test_more_classes_than_cxr_lt_is_refused():
+    with pytest.raises(ValueError, match=r"num_classes must be in 2\.\.26"):
+        DataConfig(num_classes=27)

@@ -45,3 +45,30 @@ def test_report_renders_in_chromium_without_errors_or_network(chromium, hostile_
     # The study name is shown as text, not interpreted as markup.
     assert "<script>alert(1)</script>" in page.locator("#fairness").inner_text()
     page.close()
+
+
+def test_failure_aware_report_with_cards_renders_every_figure(chromium, filled_analysis, tmp_path):
+    """The report of an analysis with every new field filled: cards, measure tables, two-panel figures."""
+    from reports.build import render
+
+    path = tmp_path / "filled.html"
+    path.write_text(render(filled_analysis), encoding="utf-8")
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(path.resolve().as_uri(), wait_until="load")
+    assert errors == []
+    images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth, e.alt])")
+    assert len(images) >= 8 and all(done and width > 0 and alt.strip() for done, width, alt in images)
+    cards = page.locator("#verdict article.card")
+    assert cards.count() == 2
+    first = cards.first
+    assert "primary" in first.locator(".role-badge").inner_text().lower()
+    assert "matched space: γ⁺, γ⁻, τ" in first.inner_text()
+    assert first.locator("table.measures tbody tr").count() == 4
+    assert first.locator(".finding").is_visible()
+    # Nothing in the page is wider than the viewport (tables scroll inside their own box).
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 1280
+    page.close()

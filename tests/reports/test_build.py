@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -52,7 +51,7 @@ def test_report_has_every_section_in_order_and_results_beside_it(pair_report):
     images = re.findall(r'<img src="([^"]{0,40})[^"]*" alt="([^"]*)"', text)
     assert len(images) >= 7
     assert all(src.startswith("data:image/png;base64,") and alt.strip() for src, alt in images)
-    assert re.search(r"asl: median 0\.\d{3}, quartiles", images[0][1])  # alt text carries the numbers
+    assert re.search(r"ASL \(asl\): median 0\.\d{3}, quartiles", images[0][1])  # alt text carries the numbers
     assert text.count("<figcaption>") == len(images)
     assert not re.search(r'(src|href)="(https?:)?//', text)
     assert "<link" not in text and "<script" not in text.lower()
@@ -82,42 +81,63 @@ def test_rcparams_unchanged_by_a_build(pair_report):
     assert pair_report.rc_changed == set()
 
 
-def wording_matches_the_interval(text: str, analysis_json: Path) -> str:
-    """Check the verdict's wording against the direction analysis decided (analysis.json); return the finding."""
+WORDS = {
+    "less sensitive": "less sensitive",
+    "more sensitive": "more sensitive",
+    "not distinguishable": "not distinguishable on this data",
+    "mixed evidence": "Mixed evidence",
+    "no verdict": "No verdict",
+}
+
+
+def wording_matches_the_verdict(text: str, files) -> str:
+    """The card's words say the analysis's direction; return the direction.
+
+    Where the analysis decides the direction itself (analysis.json carries it with measures, a
+    refusal or a p-value), the card must say that. Older analyses decide nothing: the card then
+    follows the std ratio's interval, and so does the verdict paragraph.
+    """
     verdict = section(text, "verdict")
-    (comparison,) = json.loads(analysis_json.read_text())["comparisons"]
+    comparisons = pd.read_csv(files / "comparisons.csv")
+    assert len(comparisons) == 1
+    stored = json.loads((files / "analysis.json").read_text())["comparisons"][0]
     headline = re.search(r'<strong class="finding (\w+)">([^<]+)</strong>', verdict)
     assert headline, "no headline above the verdict"
     paragraph = re.search(r'<p class="verdict">(.*?)</p>', verdict, re.S).group(1)
-    expected = {
-        "less sensitive": "less sensitive",
-        "more sensitive": "more sensitive",
-        "not distinguishable": "not distinguishable on this data",
-        "no verdict": "no verdict",
-    }[comparison["direction"]]
-    if expected == "no verdict":
-        assert "No verdict: " in paragraph and expected in headline.group(2) and headline.group(1) == "unclear"
-        assert "seed noise floor" in paragraph and "trials failed (" in paragraph
-        return expected
-    assert expected in headline.group(2) and expected in paragraph
-    for other in {"less sensitive", "more sensitive", "not distinguishable"} - {expected.split(" on")[0]}:
-        assert other not in paragraph and other not in headline.group(2)
-    assert headline.group(1) == ("unclear" if expected.startswith("not") else "clear")
+    decided = (
+        stored.get("measures")
+        or stored.get("refusal")
+        or stored.get("p_value") is not None
+        or stored.get("direction", "not distinguishable") != "not distinguishable"
+    )
+    if decided:
+        expected = stored["direction"]
+    else:
+        low, high = comparisons.loc[0, ["std_ratio_low", "std_ratio_high"]]
+        expected = "less sensitive" if high < 1 else ("more sensitive" if low > 1 else "not distinguishable")
+    assert WORDS[expected] in headline.group(2)
+    for other in set(WORDS) - {expected}:
+        assert WORDS[other] not in headline.group(2)
+    tone = {"less sensitive": "clear", "more sensitive": "clear", "not distinguishable": "unclear"}
+    assert headline.group(1) == tone.get(expected, headline.group(1))
+    if not decided:
+        assert WORDS[expected] in paragraph
+        for other in {"less sensitive", "more sensitive", "not distinguishable"} - {expected}:
+            assert other not in paragraph
     # The same paragraph states the seed floor and the failure rates.
     assert "seed noise floor" in paragraph and "trials failed (" in paragraph
     return expected
 
 
-def test_verdict_says_less_sensitive_only_when_the_interval_excludes_one(pair_report, store, tmp_path):
-    clear = wording_matches_the_interval(
-        pair_report.output.read_text(encoding="utf-8"), files_dir(pair_report.output) / "analysis.json"
-    )
-    # Focal and Hill studies sweep different hyperparameters: refused, no direction.
+def test_verdict_card_says_the_analysis_direction(pair_report, store, tmp_path):
+    clear = wording_matches_the_verdict(pair_report.output.read_text(encoding="utf-8"), files_dir(pair_report.output))
+    # Focal and Hill studies, mAP drawn from the same distribution, each sweeping its own hyperparameters:
+    # no direction either way (not distinguishable, or refused where the analysis checks the swept sets).
     url = store({"focal": "focal", "hill": "hill", "asl": "asl"}, 15)
     out = tmp_path / "same.html"
     assert main(["--storage", url, "--studies", "focal,hill", "-o", str(out), "--n-boot", str(N_BOOT)]) == 0
-    same = wording_matches_the_interval(out.read_text(encoding="utf-8"), files_dir(out) / "analysis.json")
-    assert (clear, same) == ("less sensitive", "no verdict")  # both branches were exercised
+    same = wording_matches_the_verdict(out.read_text(encoding="utf-8"), files_dir(out))
+    assert clear == "less sensitive" and same in {"not distinguishable", "no verdict"}  # both branches exercised
     # --studies picks only the named studies.
     text = out.read_text(encoding="utf-8")
     assert re.findall(r"<th>(\w+)</th>", section(text, "fairness"))[1:] == ["focal", "hill"]
@@ -128,8 +148,8 @@ def test_unfair_comparison_is_flagged_and_the_difference_highlighted(hostile_rep
     text = hostile_report.read_text(encoding="utf-8")
     verdict = section(text, "verdict")
     assert "Not a fair comparison" in verdict and "Unfair comparison" in verdict
-    headline = re.search(r'<p class="headline">.*?</p>', verdict, re.S).group(0)
-    assert '<span class="badge bad">unfair comparison</span>' in headline  # the one-line finding carries it too
+    head = re.search(r'<p class="card-head">.*?</p>', verdict, re.S).group(0)
+    assert '<span class="badge bad">unfair comparison</span>' in head  # the card's header carries it too
     seed_row = re.search(r'<tr class="(\w*)"><td>seed</td><td>0</td><td>1</td></tr>', section(text, "fairness"))
     assert seed_row and seed_row.group(1) == "differs"
     assert re.search(r'<tr class=""><td>sampler</td>', section(text, "fairness"))  # equal settings are not marked
