@@ -125,7 +125,12 @@ def _failure_sentence(s: StudySummary, name: str) -> str:
 
 def _measure_words(m: Measure, names: dict[str, str]) -> str:
     sign = "ratio" if m.kind == "ratio" else "difference"
-    who = f"favours {names[m.better]}" if m.better else "no significant difference"
+    if m.better:
+        who = f"favours {names[m.better]}"
+    elif significant(m.p_value, PRIMARY_ALPHA if m.primary else ALPHA):
+        who = "significant, but a refused comparison reads no direction from it"
+    else:
+        who = "no significant difference"
     contrast = f"{names['b']} vs {names['a']} {sign} {_num(m.contrast.value)}"
     return f"{m.name} ({contrast}, {_ci(m.contrast)}, {_p(m.p_value)}: {who})"
 

@@ -155,3 +155,17 @@ def test_decide_without_a_primary_measure_is_no_verdict():
     comp = _comp(Estimate(0.39, 0.30, 0.50), 0.001)
     comp.measures = []
     assert decide(comp) == ("no verdict", [])
+
+
+def test_a_significant_measure_of_a_refused_comparison_is_not_called_no_difference():
+    from analysis.results import Estimate, Measure
+    from analysis.verdict import _measure_words
+
+    names = {"a": "ASL", "b": "RAL"}
+    m = Measure("near_best", "near-best fraction", 0.7, 0.5, Estimate(-0.2, -0.29, -0.1), p_value=0.0005)
+    assert "no significant difference" not in _measure_words(m, names)
+    assert "refused comparison" in _measure_words(m, names)
+    m.better = "a"
+    assert "favours ASL" in _measure_words(m, names)
+    m.better, m.p_value = None, 0.4
+    assert "no significant difference" in _measure_words(m, names)
