@@ -87,6 +87,7 @@ class Runner:
             heartbeat_interval=self.execution.heartbeat_interval,
             grace_period=self.execution.grace_period,
             pack_size=self.execution.pack_size,
+            local_workers=len(self.slots),
         )
 
     def start(self, slot: int) -> None:

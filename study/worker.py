@@ -63,6 +63,7 @@ class WorkerSpec:
     heartbeat_interval: int
     grace_period: int
     pack_size: int | None = 1  # trials claimed and trained together; None: auto (runners.packs.auto_pack_size)
+    local_workers: int = 1  # workers of this run on this machine: an auto pack takes at most its share
 
 
 class Heartbeat:
@@ -169,7 +170,9 @@ class Worker:
             return self.spec.pack_size
         from runners.packs import auto_pack_size_for
 
-        return auto_pack_size_for(self.config, len(self.claimer.ledger().free()), self.spec.replicates)
+        # At most this worker's share of what is left, so one auto pack never starves the other workers.
+        share = -(-len(self.claimer.ledger().free()) // max(1, self.spec.local_workers))
+        return auto_pack_size_for(self.config, max(1, share), self.spec.replicates)
 
     def execute(self, runners: Any, claims: list[Claim]) -> None:
         """Train the claimed trials as one pack; store their results together when it ends."""

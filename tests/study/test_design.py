@@ -125,7 +125,7 @@ CLAIMER = textwrap.dedent(
             while not all(os.path.exists(sys.argv[2] + f".claimed{i}") for i in range(3)):
                 assert time.monotonic() < deadline, "the other claimers never claimed"
                 time.sleep(0.05)
-        worker.finish(claim, TrialResult(status="complete", value=value, seconds=0.0, seeds=[claim.seed]))
+        worker.finish([claim], [TrialResult(status="complete", value=value, seconds=0.0, seeds=[claim.seed])])
     """
 )
 
