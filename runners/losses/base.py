@@ -254,6 +254,18 @@ def focusing_and_shift(loss: MultiLabelLoss, params: dict[str, Any], clip_name: 
     )
 
 
+def shape_lambda(loss: MultiLabelLoss, params: dict[str, Any]) -> float:
+    """Hill's and RAL's λ of the (λ − p) negative factor: positive; λ <= 1 is legal but pathological."""
+    return real(
+        loss,
+        params,
+        "lam",
+        low=0.0,
+        low_open=True,
+        why="lam <= 1 already flips the sign of (lam - p) for confident negatives",
+    )
+
+
 def coefficients(loss: MultiLabelLoss, params: dict[str, Any], name: str) -> tuple[float, ...]:
     """``params[name]`` as a tuple of finite floats (any length, empty allowed)."""
     value = params[name]

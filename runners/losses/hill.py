@@ -12,7 +12,7 @@ from search_spaces.ranges import LAM
 
 from ._closed_form import power, softplus, times_sigmoid_slope_, workspace
 from ._compiled import fused_gamma, power_from_log, sigmoid_parts, total
-from .base import HeadKernels, MultiLabelLoss, real
+from .base import HeadKernels, MultiLabelLoss, real, shape_lambda
 from .registry import register_loss
 
 
@@ -79,14 +79,7 @@ class HillLoss(MultiLabelLoss):
 
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         params = super().check_params(params)
-        params["lam"] = real(
-            self,
-            params,
-            "lam",
-            low=0.0,
-            low_open=True,
-            why="lam <= 1 already flips the sign of (lam - p) for confident negatives",
-        )
+        params["lam"] = shape_lambda(self, params)
         params["margin"] = real(self, params, "margin")
         params["gamma"] = real(self, params, "gamma", low=0.0, why="a focusing exponent; 0 turns focusing off")
         return params

@@ -25,7 +25,7 @@ from ._closed_form import (
 )
 from ._compiled import FusedKernel, asymmetric, fused_gamma, padded
 from ._packaged import PackagedKernel
-from .base import HeadKernels, MultiLabelLoss, coefficients, focusing_and_shift, real
+from .base import HeadKernels, MultiLabelLoss, coefficients, focusing_and_shift, shape_lambda
 from .registry import register_loss
 
 
@@ -107,14 +107,7 @@ class RobustAsymmetricLoss(MultiLabelLoss):
     def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
         params = super().check_params(params)
         focusing_and_shift(self, params, "the probability shift tau")
-        params["lam"] = real(
-            self,
-            params,
-            "lam",
-            low=0.0,
-            low_open=True,
-            why="lam <= 1 already flips the sign of (lam - p) for confident negatives",
-        )
+        params["lam"] = shape_lambda(self, params)
         params["alpha"] = coefficients(self, params, "alpha")
         params["beta"] = coefficients(self, params, "beta")
         return params
