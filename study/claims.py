@@ -31,8 +31,8 @@ short statements, so the lock is not a bottleneck.
 The API a worker calls is :class:`Claimer`: ``Claimer(...).claim()`` returns a :class:`Claim` (a
 new RUNNING trial) or, when no index is free, the :class:`Ledger` (so the worker can tell "wait,
 others may still fail" from "done"). Claiming several indices at once extends it naturally: under
-the same lock, take ``ledger.free()[:n]`` instead of ``ledger.next_free()`` and create one trial per
-index (:meth:`Claimer._create` is per index and holds no lock of its own).
+the same lock, :meth:`Claimer.claim_pack` takes ``ledger.free()[:n]`` instead of ``ledger.next_free()``
+and creates their trials in one transaction.
 """
 
 from __future__ import annotations
@@ -45,18 +45,16 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 import optuna
-from optuna.distributions import BaseDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from .design import Design, trial_seed
 from .logs import logger
 from .optuna_internals import has_fast_path, rdb_models, session
-from .trial_store import write_result
+from .trial_store import NewTrial, create_running_trials, write_result
 
 DESIGN_INDEX_ATTR = "design_index"
 INTERRUPTED = "interrupted"
@@ -352,15 +350,40 @@ class Claimer:
         when none is free.
 
         All in one critical section: the sweep, the ledger read and the creation of every trial with
-        its first heartbeat, so the invariant holds for packs as for single claims (a worker killed
-        half-way leaves trials that the stale or orphan sweep fails and frees).
+        its first heartbeat -- the trials in one transaction (:func:`create_running_trials`), so a
+        worker killed while claiming leaves the whole pack, which the stale sweep fails and frees, or
+        nothing.
         """
         with claim_lock(self.storage, self.study.study_name, timeout=self.lock_timeout):
             ledger = self._sweep()
             free = ledger.free()[: max(1, size)]
             if not free:
                 return ledger
-            return [self._create(ledger, k) for k in free]
+            points = {k: self._point(ledger, k) for k in free}
+            fixed = [k for k in free if points[k] is not None]
+            distributions = self.design.space.distributions()
+            created = create_running_trials(
+                self.storage,
+                self.study_id,
+                [
+                    NewTrial(
+                        params=points[k] or {},
+                        distributions={name: distributions[name] for name in points[k] or {}},
+                        user_attrs={DESIGN_INDEX_ATTR: k},
+                        system_attrs={WORKER_ATTR: self.identity},
+                    )
+                    for k in fixed
+                ],
+            )
+            ids = dict(zip(fixed, created, strict=True))
+            claims = []
+            for k in free:
+                if k in ids:
+                    (trial_id, number), params = ids[k], points[k] or {}
+                else:
+                    trial_id, number, params = self._ask(k)
+                claims.append(Claim(trial_id, number, k, params, trial_seed(self.design.space, self.design.seed, k)))
+            return claims
 
     def _sweep(self) -> Ledger[TrialRow]:
         """Under the lock: fail stale and orphaned trials, then read the ledger."""
@@ -368,40 +391,25 @@ class Claimer:
         fail_orphans(self.storage, self.study_id)
         return self.ledger()
 
-    def _create(self, ledger: Ledger[TrialRow], k: int) -> Claim:
-        """Under the lock: the RUNNING trial of index ``k``, with its first heartbeat."""
-        space, storage = self.design.space, self.storage
+    def _point(self, ledger: Ledger[TrialRow], k: int) -> dict[str, Any] | None:
+        """The parameters of index ``k``; None where Optuna is to propose them (``tpe``, first attempt)."""
         params = self.design.point(k)
         if params is None and k in ledger.previous:  # tpe retry: same parameters as the failed attempt
+            storage = self.storage
             failed = storage.get_trial(
                 storage.get_trial_id_from_study_id_trial_number(self.study_id, ledger.previous[k].number)
             )
             params = dict(failed.params) or None
-        if params is None:  # tpe: Optuna proposes
-            asked: dict[str, BaseDistribution] = dict(space.distributions())
-            trial = self.study.ask(asked)
-            trial_id = storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
-            storage.set_trial_user_attr(trial_id, DESIGN_INDEX_ATTR, k)
-            storage.set_trial_system_attr(trial_id, WORKER_ATTR, self.identity)
-            number, params = trial.number, dict(trial.params)
-        else:
-            distributions = space.distributions()
-            template = FrozenTrial(
-                number=-1,
-                state=TrialState.RUNNING,
-                value=None,
-                datetime_start=datetime.now(),
-                datetime_complete=None,
-                params=params,
-                distributions={name: distributions[name] for name in params},
-                user_attrs={DESIGN_INDEX_ATTR: k},
-                system_attrs={WORKER_ATTR: self.identity},
-                intermediate_values={},
-                trial_id=-1,
-            )
-            trial_id = storage.create_new_trial(self.study_id, template)
-            number = storage.get_trial_number_from_id(trial_id)
-        # The first heartbeat makes a killed worker's trial detectable as stale (Optuna never fails
-        # a RUNNING trial that has no heartbeat), so it is written before the lock opens.
+        return params
+
+    def _ask(self, k: int) -> tuple[int, int, dict[str, Any]]:
+        """Under the lock: a RUNNING trial of index ``k`` at the point Optuna's sampler proposes, with its
+        first heartbeat (written before the lock opens, so a killed worker's trial is detectable as stale).
+        """
+        storage = self.storage
+        trial = self.study.ask(dict(self.design.space.distributions()))
+        trial_id = storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
+        storage.set_trial_user_attr(trial_id, DESIGN_INDEX_ATTR, k)
+        storage.set_trial_system_attr(trial_id, WORKER_ATTR, self.identity)
         storage.record_heartbeat(trial_id)
-        return Claim(trial_id, number, k, params, trial_seed(space, self.design.seed, k))
+        return trial_id, trial.number, dict(trial.params)

@@ -37,10 +37,12 @@ MODELS_MODULE = "optuna.storages._rdb.models"
 # The private names the fast paths use: module -> attribute paths (dotted for class members).
 PRIVATE_NAMES: dict[str, tuple[str, ...]] = {
     MODELS_MODULE: (
+        "StudyModel.find_or_raise_by_id",
         "TrialModel",
         "TrialModel.find_or_raise_by_id",
         "TrialParamModel",
         "TrialUserAttributeModel",
+        "TrialSystemAttributeModel",
         "TrialValueModel",
         "TrialValueModel.value_to_stored_repr",
         "TrialValueModel.stored_repr_to_value",

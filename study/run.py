@@ -32,7 +32,7 @@ from .errors import ArgumentParser, UsageError, cli_entry
 from .logs import logger
 from .planning import check_existing, create_or_load, make_plans
 from .progress import is_terminal
-from .runner import PROG, run_plan, threads_per_worker
+from .runner import PROG, run_plan, start_worker_server, threads_per_worker
 from .storage import DEFAULT_STORAGE, ENV_VAR, check_reachable, open_storage, redact, resolve_url
 
 DEFAULT_REPORT = "lossweep-report.html"
@@ -356,6 +356,7 @@ def run(options: RunOptions) -> int:
     plans = make_plans(options)
     url, execution = options.storage_url, options.execution
     check_reachable(url)
+    start_worker_server()  # the workers' imports, in the background while the data is prepared
 
     import runners  # torch: prepares (and caches) the data set and embeddings once, before workers start
 

@@ -1,7 +1,7 @@
 """One worker process: claim a design index, train it, store the result, until the budget is spent.
 
-Workers are started with the ``spawn`` method (CUDA cannot be forked) and import ``runners``, and
-with it torch, only here. They report to the parent through a queue of plain dicts (the parent
+Workers are forked from a fork server that never initialises CUDA (``study.runner.worker_context``;
+spawned where there is none) and import ``runners``, and with it torch, only here. They report to the parent through a queue of plain dicts (the parent
 draws the progress bar and prints the log lines); the store itself is the only shared state, so the
 same loop runs unchanged on every machine of a cluster that shares a PostgreSQL study.
 
@@ -37,7 +37,7 @@ from search_spaces import SearchSpace
 
 from .claims import INTERRUPTED, Claim, Claimer, Ledger
 from .design import Design
-from .trial_store import write_results
+from .trial_store import record_heartbeats, write_results
 
 # Test-only hook (tests/study): a folder; a trial of design index k then waits, before training,
 # until the file ``open-k`` or ``open-all`` exists there, so a test can signal or kill a worker while
@@ -47,7 +47,7 @@ TEST_GATE_ENV = "LOSSWEEP_TEST_TRIAL_GATE"
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything a worker process needs; plain values, so it pickles into a spawned process."""
+    """Everything a worker process needs; plain values, so it pickles into a new process."""
 
     slot: int
     storage_url: str
@@ -67,7 +67,8 @@ class WorkerSpec:
 
 
 class Heartbeat:
-    """Records the heartbeat of every trial of a pack every ``interval`` seconds, from one daemon thread.
+    """Records the heartbeat of every trial of a pack every ``interval`` seconds, from one daemon thread,
+    in one statement.
 
     Hand-written because Optuna beats only inside ``Study.optimize``; lossweep drives trials with
     its own claim loop.
@@ -81,11 +82,10 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            for trial_id in self._trial_ids:
-                try:
-                    self._storage.record_heartbeat(trial_id)
-                except Exception:  # a transient database error must not kill the trial; the next beat retries
-                    pass
+            try:
+                record_heartbeats(self._storage, self._trial_ids)
+            except Exception:  # a transient database error must not kill the trial; the next beat retries
+                pass
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -258,7 +258,7 @@ class Worker:
 
 
 def main(spec: WorkerSpec, events: Any, stop: Any) -> None:
-    """Entry point of a spawned worker process."""
+    """Entry point of a worker process."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         worker = Worker(spec, events, stop)

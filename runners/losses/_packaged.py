@@ -163,30 +163,59 @@ class PackagedKernel:
             # Written under a private name and renamed: processes compiling the same variant at once
             # never load a half-written file.
             partial = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.partial.pt2")
-            torch._inductor.aoti_compile_and_package(program, package_path=str(partial))
+            with torch._inductor.config.patch(_threading(self.packed)):
+                torch._inductor.aoti_compile_and_package(program, package_path=str(partial))
         os.replace(partial, path)
         return path
 
     def _source_hash(self) -> str:
-        """A hash of everything the library depends on: the kernel's module, ``_compiled``, torch's version and the
-        CPU's instruction set (libraries are built for the native one; a cache directory shared by several
-        machines must not hand an AVX-512 library to an AVX2 CPU)."""
+        """A hash of everything the library depends on: the kernel's module, ``_compiled``, this module (the
+        export's example and threading), torch's version and the CPU's instruction set (libraries are built
+        for the native one; a cache directory shared by several machines must not hand an AVX-512 library
+        to an AVX2 CPU). The same in every process."""
         digest = hashlib.sha256(
             f"{torch.__version__} {platform.machine()} {torch.backends.cpu.get_cpu_capability()}".encode()
         )
-        for module_file in {inspect.getsourcefile(self.function), _compiled.__file__}:
-            digest.update(Path(module_file).read_bytes())  # type: ignore[arg-type]  # both are source files
+        # The files' own digests, sorted: a set of paths iterates in a per-process order (string hash
+        # randomisation), and an unsorted digest gave every other process another name, and a rebuild.
+        files = {inspect.getsourcefile(self.function), _compiled.__file__, __file__}
+        for file_digest in sorted(hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files if f):
+            digest.update(file_digest.encode())
         return digest.hexdigest()[:16]
 
 
-def _pack_example(x: Tensor, y: Tensor, mask: Tensor | None, params: tuple[Tensor, ...]):
-    """Example inputs for exporting a pack kernel with every size at least 2.
+# Loops of a pack kernel are planned for this many threads and run on however many the process has.
+PACK_PLANNED_THREADS = 16
 
-    ``torch.export`` specialises a dimension whose example size is 0 or 1, and a pack's first call
-    often has one group (no replicates) or one head: exporting from it would give a library for that
-    size only.
+
+def _threading(packed: bool) -> dict[str, object]:
+    """Inductor's threading settings for a library (see the module docstring).
+
+    By default inductor bakes the building process's thread count into the library whenever it
+    differs from the machine's core count (a worker of a 2-worker run builds it with one thread, and
+    every later process loaded a one-thread library), and it parallelises only the outer loops its
+    example needs for that count (a pack's groups: usually one). A pack kernel is therefore built
+    with the thread count left to the runtime (``torch.set_num_threads``) and its loops planned for
+    :data:`PACK_PLANNED_THREADS`, which parallelises the batch x classes loop too. A single loss's
+    kernel (small batches, called once per step) keeps inductor's defaults.
     """
-    g, n, c, t = (max(2, s) for s in x.shape)
+    return {"cpp.dynamic_threads": True, "cpp.threads": PACK_PLANNED_THREADS} if packed else {}
+
+
+# The example a pack kernel is exported from: inductor plans its loops (how to split them over the
+# threads, whether to parallelise at all) from the example's sizes, so it must look like a real
+# pack -- one built from a 2 x 2 x 2 x 2 example ran on one thread at every size -- and it must not
+# depend on the first call's sizes, so that every process builds the same library.
+PACK_EXAMPLE_SHAPE = (2, 256, 26, 64)  # groups, batch, classes, heads
+
+
+def _pack_example(x: Tensor, y: Tensor, mask: Tensor | None, params: tuple[Tensor, ...]):
+    """Example inputs for exporting a pack kernel: :data:`PACK_EXAMPLE_SHAPE`, whatever the first call's sizes.
+
+    Every size is at least 2 as well: ``torch.export`` specialises a dimension whose example size is
+    0 or 1, and a pack's first call often has one group (no replicates) or one head.
+    """
+    g, n, c, t = PACK_EXAMPLE_SHAPE
     example_x = x.new_zeros(g, n, c, t)
     example_y = x.new_zeros(g, n, c, 1)
     example_mask = None if mask is None else x.new_ones(g, n, c, 1)

@@ -201,6 +201,7 @@ def test_auto_pack_size_on_cpu_and_for_finetune(tiny_config):
     from runners.packs import CPU_PACK_SIZE, auto_pack_size
 
     assert auto_pack_size(tiny_config, 1000, 96, 5, 100) == CPU_PACK_SIZE
+    assert CPU_PACK_SIZE % 16 == 0  # whole float32 AVX-512 vectors of heads (see runners.packs)
     assert auto_pack_size(tiny_config, 3, 96, 5, 100) == 3  # never more than what is left
     assert auto_pack_size(tiny_config, 0, 96, 5, 100) == 1
     assert auto_pack_size(dataclasses.replace(tiny_config, protocol="finetune"), 1000, 96, 5, 100) == 1

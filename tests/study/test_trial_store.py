@@ -6,12 +6,14 @@ import math
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 
 from runners.result import TrialResult
-from study.claims import LEDGER_ATTRS, fail_orphans, ledger_rows
+from study import optuna_internals
+from study.claims import LEDGER_ATTRS, fail_orphans, fail_stale, ledger_rows
 from study.storage import open_storage
-from study.trial_store import write_result
+from study.trial_store import NewTrial, create_running_trials, record_heartbeats, write_result
 
 
 def _result(value: float, status: str = "complete") -> TrialResult:
@@ -90,3 +92,63 @@ def test_a_running_trial_without_any_heartbeat_is_failed_as_an_orphan(tmp_path):
     assert trials[0].state == TrialState.FAIL and "heartbeat" in trials[0].user_attrs["fail_reason"]
     assert trials[1].state == TrialState.RUNNING
     assert fail_orphans(storage, study_id) == []
+
+
+def _new_trials(n: int, gamma: float = 0.0) -> list[NewTrial]:
+    dist = {"gamma": optuna.distributions.FloatDistribution(0.0, 4.0), "m": optuna.distributions.IntDistribution(1, 3)}
+    return [
+        NewTrial(
+            params={"gamma": gamma + k / 2, "m": 1 + k % 3},
+            distributions=dist,
+            user_attrs={"design_index": k},
+            system_attrs={"lossweep:worker": "host:1"},
+        )
+        for k in range(n)
+    ]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["models", "public-api"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_pack_of_running_trials_reads_back_as_optuna_writes_it(backend, fast, tmp_path, request, monkeypatch):
+    if not fast:
+        monkeypatch.setattr(optuna_internals, "_MODELS", None)
+    url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    storage = open_storage(url, heartbeat_interval=1, grace_period=3)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study_id = storage.get_study_id_from_name("s")
+    study.enqueue_trial({"gamma": 1.0})  # an earlier trial: numbers continue after it
+    created = create_running_trials(storage, study_id, _new_trials(5))
+    assert [number for _, number in created] == [1, 2, 3, 4, 5]
+    trials = {t.number: t for t in study.get_trials()}
+    for k, (trial_id, number) in enumerate(created):
+        trial = trials[number]
+        assert trial._trial_id == trial_id and trial.state == TrialState.RUNNING
+        assert trial.params == {"gamma": k / 2, "m": 1 + k % 3}
+        assert trial.distributions == _new_trials(1)[0].distributions
+        assert trial.user_attrs == {"design_index": k} and trial.system_attrs == {"lossweep:worker": "host:1"}
+        assert trial.datetime_start is not None
+    assert fail_orphans(storage, study_id) == []  # every trial has its first heartbeat
+    # Age every heartbeat, beat all but the last trial again: only the last one is stale.
+    with storage.engine.begin() as connection:
+        connection.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'"))
+    record_heartbeats(storage, [trial_id for trial_id, _ in created[:-1]])
+    fail_stale(study)
+    states = {t.number: t.state for t in study.get_trials()}
+    assert [states[number] for _, number in created] == [TrialState.RUNNING] * 4 + [TrialState.FAIL]
+    # A later public-API trial gets the next number: Optuna sees the rows as its own.
+    assert storage.get_trial_number_from_id(storage.create_new_trial(study_id)) == 6
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_pack_that_cannot_be_created_whole_creates_nothing(backend, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    storage = open_storage(url, heartbeat_interval=1, grace_period=3)
+    study = optuna.create_study(study_name="s", storage=storage)
+    study_id = storage.get_study_id_from_name("s")
+    create_running_trials(storage, study_id, _new_trials(2))
+    clash = NewTrial(
+        params={"gamma": "a"}, distributions={"gamma": optuna.distributions.CategoricalDistribution(["a"])}
+    )
+    with pytest.raises(ValueError, match="different distribution"):
+        create_running_trials(storage, study_id, [*_new_trials(3), clash])
+    assert len(study.get_trials()) == 2  # the three valid trials before the clash were rolled back with it
