@@ -42,7 +42,7 @@ WORKER_MODULES = [
 ]
 
 
-def worker_context() -> multiprocessing.context.BaseContext:
+def worker_context() -> Any:  # a multiprocessing context: ForkServerContext or SpawnContext
     """How worker processes start: forked from a fork server that has imported the worker's modules.
 
     Why: a spawned worker spent ~2 s importing torch, scipy and sklearn before its first claim, and
