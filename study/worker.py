@@ -3,7 +3,8 @@
 Workers are forked from a fork server that never initialises CUDA (``study.runner.worker_context``;
 spawned where there is none) and import ``runners``, and with it torch, only here. They report to
 the parent through a queue of plain dicts (the parent draws the progress bar and prints the log
-lines); the store itself is the only shared state, so the same loop runs unchanged on every machine of a cluster that shares a PostgreSQL study.
+lines); the store itself is the only shared state, so the same loop runs
+unchanged on every machine of a cluster that shares a PostgreSQL study.
 
 Fault tolerance:
 
