@@ -39,13 +39,14 @@ WORKER_MODULES = [
     "runners.protocols.pack",
     "scipy.stats",
     "sklearn.metrics",
+    "torch._dynamo",  # imported by torch.optim's first optimizer: ~2 s
 ]
 
 
 def worker_context() -> Any:  # a multiprocessing context: ForkServerContext or SpawnContext
     """How worker processes start: forked from a fork server that has imported the worker's modules.
 
-    Why: a spawned worker spent ~2 s importing torch, scipy and sklearn before its first claim, and
+    Why: a spawned worker spent ~4 s importing torch, scipy, sklearn and torch._dynamo before its first pack, and
     the parent the same before starting it; the fork server (started by :func:`start_worker_server`
     as the run begins) imports them while the parent prepares the data, and each worker then starts
     in milliseconds. It is safe for CUDA: the server imports torch but never initialises CUDA, so
