@@ -49,6 +49,7 @@ def test_sigkill_mid_pack_fails_the_whole_pack_and_each_trial_is_retried_once(ba
                 [t for t in watch.trials() if t.state == TrialState.RUNNING]
             ),
             what="a running pack of 4",
+            proc=proc,
         )
         workers = {t.system_attrs["lossweep:worker"] for t in pack}
         assert len(workers) == 1  # one worker claimed the four indices at once

@@ -135,13 +135,21 @@ def with_flag(args, flag, value):
     return [*args[: i + 1], value, *args[i + 2 :]]
 
 
-def wait_for(predicate, timeout=600.0, what="condition"):
-    """Poll the store until ``predicate`` holds; the bound is for a machine many times slower than usual."""
+def wait_for(predicate, timeout=600.0, what="condition", proc=None):
+    """Poll the store until ``predicate`` holds; the bound is for a machine many times slower than usual.
+
+    With ``proc`` (the CLI run being watched), a run that ends first fails at once, with its output.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(
+                f"the run ended (exit code {proc.returncode}) before {what}:\n{out[-3000:]}\n{err[-3000:]}"
+            )
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -192,6 +200,7 @@ def test_a_killed_worker_is_retried_with_the_same_parameters(tmp_path, start, ti
         victim = wait_for(
             lambda: next((t for t in watch.trials() if t.state == TrialState.RUNNING and t.number >= 1), None),
             what="a running trial",
+            proc=proc,
         )
         pid = int(victim.system_attrs["lossweep:worker"].rsplit(":", 1)[1])
         os.kill(pid, signal.SIGKILL)
@@ -226,7 +235,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_completes_the_budget(tmp_path, start, 
         return len(finished(trials)) >= 1 and any(t.state == TrialState.RUNNING for t in trials)
 
     try:
-        wait_for(first_finished_and_another_running, what="a finished trial and a running one")
+        wait_for(first_finished_and_another_running, what="a finished trial and a running one", proc=proc)
         signalled = datetime.now()
         os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends; the parent forwards it to its workers
         out, err = proc.communicate(timeout=600)
