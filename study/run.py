@@ -32,7 +32,7 @@ from .errors import ArgumentParser, UsageError, cli_entry
 from .logs import logger
 from .planning import check_existing, create_or_load, make_plans
 from .progress import is_terminal
-from .runner import PROG, run_plan, start_worker_server, threads_per_worker
+from .runner import PROG, run_plan, start_worker_server, stop_worker_server, threads_per_worker
 from .storage import DEFAULT_STORAGE, ENV_VAR, check_reachable, open_storage, redact, resolve_url
 
 DEFAULT_REPORT = "lossweep-report.html"
@@ -339,6 +339,9 @@ def _terminate_as_interrupt(signum: int, frame: Any) -> None:
 @cli_entry(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # First of all: the fork server's imports (~5 s) are the longest stretch of a run's start-up, and they
+    # overlap everything the parent does next (a user error only ends it with the parent).
+    start_worker_server()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
@@ -348,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
+        stop_worker_server()  # every worker has exited: run_plan waits for them
 
 
 def run(options: RunOptions) -> int:
@@ -356,7 +360,7 @@ def run(options: RunOptions) -> int:
     plans = make_plans(options)
     url, execution = options.storage_url, options.execution
     check_reachable(url)
-    start_worker_server()  # the workers' imports, in the background while the data is prepared
+    start_worker_server()  # started by main() already; here for callers of run(); a no-op when running
 
     import runners  # torch: prepares (and caches) the data set and embeddings once, before workers start
 

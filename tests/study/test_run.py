@@ -9,6 +9,7 @@ import signal
 import time
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 
 import optuna
 import pytest
@@ -325,3 +326,27 @@ def test_conflicting_settings_are_refused_and_the_study_is_left_alone(bce_store,
     ]
     assert after.user_attrs["config"]["n_trials"] == 3  # the budget was not raised either
     assert optuna.get_all_study_names(url) == [BCE]
+
+
+def test_the_worker_server_starts_in_the_background_and_stops_at_once():
+    from multiprocessing import forkserver
+
+    from study.runner import start_worker_server, stop_worker_server, worker_context
+
+    if worker_context().get_start_method() != "forkserver":
+        pytest.skip("no fork server on this platform: workers are spawned")
+    start_worker_server()
+    pid = forkserver._forkserver._forkserver_pid
+    assert isinstance(pid, int)
+    stop_worker_server()
+
+    def exited():  # read, not reaped: the stdlib reaps its server itself when it starts the next one
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+        except FileNotFoundError:
+            return True
+
+    wait_for(exited, timeout=60, what="the fork server to exit")
+    start_worker_server()  # a later run starts a new one
+    assert forkserver._forkserver._forkserver_pid not in (None, pid)
+    stop_worker_server()
