@@ -137,9 +137,10 @@ def _with_train(config: TrialConfig, trial: PackTrial) -> TrialConfig:
 # Chosen by measurement on a 2-core AVX-512 CPU. ``python -m benchmarks.trial --tables packs
 # --pack-sizes 1 8 32 48 50 64 80 128 200`` (default data, one thread), seconds per trial: 0.867 at
 # K = 1, 0.180 at 32, 0.174 at 48, 0.160 at 64, 0.158 at 80, 0.150 at 128, 0.146 at 200; and the
-# default 200-trial study end to end (``python -m benchmarks.study``): 31.8 s at K = 32, 29.4 s at
-# 64, 28.0 s at 128. Larger packs gain little more and hold their results (and the progress bar)
-# back for longer. A multiple of 16, the float32 vector width of the loss kernel: 50 cost 0.183.
+# default 200-trial study end to end (``python -m benchmarks.study``, before the fork server's
+# start moved first): 31.8 s at K = 32, 29.4 s at 64, 28.0 s at 128. Larger packs gain little more
+# and hold their results (and the progress bar) back for longer. A multiple of 16, the float32
+# vector width of the loss kernel: 50 cost 0.183.
 CPU_PACK_SIZE = 128
 CUDA_MEMORY_SHARE = 0.5  # of the free device memory a pack may plan to use
 MAX_PACK_SIZE = 1024
