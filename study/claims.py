@@ -359,27 +359,27 @@ class Claimer:
             free = ledger.free()[: max(1, size)]
             if not free:
                 return ledger
-            points = {k: self._point(ledger, k) for k in free}
-            fixed = [k for k in free if points[k] is not None]
+            # Design points are created in one transaction; tpe's first attempts are asked one by one.
+            fixed = {k: params for k in free if (params := self._point(ledger, k)) is not None}
             distributions = self.design.space.distributions()
             created = create_running_trials(
                 self.storage,
                 self.study_id,
                 [
                     NewTrial(
-                        params=points[k] or {},
-                        distributions={name: distributions[name] for name in points[k] or {}},
+                        params=params,
+                        distributions={name: distributions[name] for name in params},
                         user_attrs={DESIGN_INDEX_ATTR: k},
                         system_attrs={WORKER_ATTR: self.identity},
                     )
-                    for k in fixed
+                    for k, params in fixed.items()
                 ],
             )
             ids = dict(zip(fixed, created, strict=True))
             claims = []
             for k in free:
                 if k in ids:
-                    (trial_id, number), params = ids[k], points[k] or {}
+                    (trial_id, number), params = ids[k], fixed[k]
                 else:
                     trial_id, number, params = self._ask(k)
                 claims.append(Claim(trial_id, number, k, params, trial_seed(self.design.space, self.design.seed, k)))

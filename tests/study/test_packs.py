@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from .test_run import StoreWatch, check_exact_budget, finished, gate, load, wait_for
+from .test_run import StoreWatch, check_exact_budget, finished, gate, kill_worker_then_open_gates, load, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -53,9 +50,7 @@ def test_sigkill_mid_pack_fails_the_whole_pack_and_each_trial_is_retried_once(ba
         )
         workers = {t.system_attrs["lossweep:worker"] for t in pack}
         assert len(workers) == 1  # one worker claimed the four indices at once
-        os.kill(int(workers.pop().rsplit(":", 1)[1]), signal.SIGKILL)
-        (folder / "open-all").touch()
-        out, err = proc.communicate(timeout=900)
+        out, err = kill_worker_then_open_gates(proc, pack[0], folder)
     finally:
         proc.kill()
     assert proc.returncode == 0, err

@@ -155,6 +155,13 @@ def wait_for(predicate, timeout=600.0, what="condition", proc=None):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def kill_worker_then_open_gates(proc, trial, folder):
+    """SIGKILL the worker process running ``trial``, open every gate, and let the run finish: (stdout, stderr)."""
+    os.kill(int(trial.system_attrs["lossweep:worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    (folder / "open-all").touch()
+    return proc.communicate(timeout=900)
+
+
 def gate(tmp_path, *open_indices):
     """The worker's test-only trial gate (study.worker.TEST_GATE_ENV): a trial of design index k waits
     until ``open-k`` (or ``open-all``) exists, so a signal lands mid-trial however fast the machine."""
@@ -203,10 +210,7 @@ def test_a_killed_worker_is_retried_with_the_same_parameters(tmp_path, start, ti
             what="a running trial",
             proc=proc,
         )
-        pid = int(victim.system_attrs["lossweep:worker"].rsplit(":", 1)[1])
-        os.kill(pid, signal.SIGKILL)
-        (folder / "open-all").touch()
-        out, err = proc.communicate(timeout=900)
+        out, err = kill_worker_then_open_gates(proc, victim, folder)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
