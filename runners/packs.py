@@ -5,10 +5,13 @@ A pack trains every trial's heads in lock-step (``runners.protocols.pack``) and 
 (``run_trial``'s linear-probe path *is* a pack of one), the same status, seeds, replicate values and
 divergence records. A trial's result never depends on the trials it shared a pack with.
 
-Seeds: a trial's replicate seeds are ``replicate_seeds(trial.seed, replicates)``. When every trial has
-the same seeds (a sweep: the trial seed is the study seed), the pack is (replicates x trials) heads:
-one group per replicate seed, fed that seed's batches. Otherwise (a seeds-mode study) every
-(trial, replicate) is a group of its own.
+Seeds: a trial's replicate seeds are ``replicate_seeds(trial.seed, replicates)``. When the trials
+share their seed (a sweep: the trial seed is the study seed), the pack is (replicates x trials) heads:
+one group per replicate seed, fed that seed's batches, its heads in blocks of
+``runners.protocols.pack.HEAD_BLOCK``. Otherwise (a seed-noise study: trial k trains with seed + k)
+every (trial, replicate) is a group of its own, a block of one head. The layout is the study's, not
+the pack's: a lone trial of a seed-noise study must be told (``shared_seed=False``) to compute as it
+would among others.
 
 Time: ``seconds`` of a trial is its share of the pack's training (the pack's training time divided by
 the number of trials: every trial has the same number of heads, and a head's cost does not depend on
@@ -42,15 +45,24 @@ class PackTrial:
 
 
 def run_pack(
-    config: TrialConfig, loss_name: str, trials: Sequence[PackTrial], replicates: int = 1
+    config: TrialConfig,
+    loss_name: str,
+    trials: Sequence[PackTrial],
+    replicates: int = 1,
+    shared_seed: bool | None = None,
 ) -> list[TrialResult]:
     """Train and score every trial of ``trials`` together; one :class:`TrialResult` per trial, in order.
+
+    ``shared_seed`` says whether the study's trials all train with one seed (a sweep); None: whether
+    these trials do. A study passes it so that every pack of it, a lone trial's too, has the same layout
+    (see the module docstring): the layout moves results by float rounding.
 
     A trial whose parameters are invalid is returned as ``failed`` with the reason (the others go on);
     a diverged head ends its trial as ``diverged`` with the step and the value, as in ``run_trial``.
 
     Raises:
-        ValueError: unknown loss, bad device or data set, ``replicates < 1``, no trials.
+        ValueError: unknown loss, bad device or data set, ``replicates < 1``, no trials, or
+            ``shared_seed=True`` for trials with different seeds.
     """
     from . import trial as single
 
@@ -58,6 +70,8 @@ def run_pack(
         raise ValueError(f"replicates must be a positive integer, got {replicates!r}")
     if not trials:
         raise ValueError("a pack needs at least one trial")
+    if shared_seed and len({t.seed for t in trials}) > 1:
+        raise ValueError("shared_seed=True, but the trials have different seeds")
     if config.protocol != "linear-probe":
         return [single.run_trial(_with_train(config, t), loss_name, t.loss_params, t.seed, replicates) for t in trials]
     started = time.perf_counter()
@@ -77,13 +91,13 @@ def run_pack(
             continue
         runnable.append((i, t, params))
     if runnable:
-        _train_and_score(config, loss_name, runnable, replicates, device, results, started)
+        _train_and_score(config, loss_name, runnable, replicates, shared_seed, device, results, started)
     return [r for r in results if r is not None]
 
 
-def _train_and_score(config, loss_name, runnable, replicates, device, results, started) -> None:
+def _train_and_score(config, loss_name, runnable, replicates, shared_seed, device, results, started) -> None:
     from . import trial as single
-    from .protocols.pack import PackHeads, train_pack
+    from .protocols.pack import HEAD_BLOCK, PackHeads, train_pack
 
     dataset = single.dataset_for(config)
     seeds = [single.replicate_seeds(t.seed, replicates) for _, t, _ in runnable]
@@ -95,7 +109,7 @@ def _train_and_score(config, loss_name, runnable, replicates, device, results, s
     # Whether lr / weight decay are swept, not whether their values differ: a trial trains the same
     # way (per-head optimiser or torch.optim) whatever pack it lands in.
     swept = any(t.lr is not None or t.weight_decay is not None for _, t, _ in runnable)
-    shared = all(s == seeds[0] for s in seeds)
+    shared = all(s == seeds[0] for s in seeds) if shared_seed is None else shared_seed
     if shared:  # groups = replicate seeds, heads = trials
         cells = [[(j, r) for j in range(len(runnable))] for r in range(replicates)]
         group_seeds = seeds[0]
@@ -108,6 +122,7 @@ def _train_and_score(config, loss_name, runnable, replicates, device, results, s
         loss_params=[[runnable[j][2] for j, _ in row] for row in cells],
         lr=[[rates[j][0] for j, _ in row] for row in cells] if swept else None,
         weight_decay=[[rates[j][1] for j, _ in row] for row in cells] if swept else None,
+        head_block=HEAD_BLOCK if shared else 1,
     )
     outcomes = train_pack(config, dataset, heads, device)
     by_trial: dict[int, list[Any]] = {j: [None] * replicates for j in range(len(runnable))}
@@ -139,8 +154,8 @@ def _with_train(config: TrialConfig, trial: PackTrial) -> TrialConfig:
 # K = 1, 0.180 at 32, 0.174 at 48, 0.160 at 64, 0.158 at 80, 0.150 at 128, 0.146 at 200; and the
 # default 200-trial study end to end (``python -m benchmarks.study``, before the fork server's
 # start moved first): 31.8 s at K = 32, 29.4 s at 64, 28.0 s at 128. Larger packs gain little more
-# and hold their results (and the progress bar) back for longer. A multiple of 16, the float32
-# vector width of the loss kernel: 50 cost 0.183.
+# and hold their results (and the progress bar) back for longer. Whole blocks of heads
+# (``runners.protocols.pack.HEAD_BLOCK`` = 16): a pack of 50 trains 64 heads.
 CPU_PACK_SIZE = 128
 CUDA_MEMORY_SHARE = 0.5  # of the free device memory a pack may plan to use
 MAX_PACK_SIZE = 1024
@@ -167,6 +182,8 @@ def auto_pack_size(
         return min(remaining, CPU_PACK_SIZE)
     import torch
 
+    from .protocols.pack import HEAD_BLOCK
+
     train = config.train
     if train.head == "linear":
         weights = feature_dim * num_classes + num_classes
@@ -177,6 +194,8 @@ def auto_pack_size(
     per_head = 4 * (5 * weights + activations + 8 * train.batch_size * num_classes) + 12 * eval_rows * num_classes
     free, _ = torch.cuda.mem_get_info(device)
     fits = int(CUDA_MEMORY_SHARE * free // (per_head * max(1, replicates)))
+    if fits >= HEAD_BLOCK:  # whole blocks: a pack's last block is padded to HEAD_BLOCK heads anyway
+        fits -= fits % HEAD_BLOCK
     return max(1, min(remaining, MAX_PACK_SIZE, fits))
 
 

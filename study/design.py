@@ -25,6 +25,11 @@ SAMPLERS = ("qmc", "random", "tpe", "grid")
 TPE_STARTUP = 10  # Optuna's default n_startup_trials: the first points of a TPE study are random
 
 
+def shares_seed(space: SearchSpace) -> bool:
+    """Whether every trial of a study over ``space`` trains with the study seed (see :func:`trial_seed`)."""
+    return space.dim > 0
+
+
 def trial_seed(space: SearchSpace, seed: int, design_index: int) -> int:
     """The training seed of design index ``k``.
 
@@ -32,7 +37,7 @@ def trial_seed(space: SearchSpace, seed: int, design_index: int) -> int:
     numbers: the spread of mAP is due to the hyperparameters alone). When it sweeps none (``bce``,
     or mode ``seeds``) trial ``k`` uses ``seed + k``: that study measures the seed-noise floor.
     """
-    return int(seed) if space.dim > 0 else int(seed) + int(design_index)
+    return int(seed) if shares_seed(space) else int(seed) + int(design_index)
 
 
 def grid_levels(space: SearchSpace, n_trials: int) -> int | None:

@@ -37,7 +37,7 @@ from runners.result import TrialResult
 from search_spaces import SearchSpace
 
 from .claims import INTERRUPTED, Claim, Claimer, Ledger
-from .design import Design
+from .design import Design, shares_seed
 from .trial_store import record_heartbeats, write_results
 
 # Test-only hook (tests/study): a folder; a trial of design index k then waits, before training,
@@ -197,7 +197,11 @@ class Worker:
                 for claim in claims:
                     _wait_at_test_gate(claim.design_index)
                 results = runners.run_pack(
-                    self.config, self.spec.loss, [self._pack_trial(runners, c) for c in claims], self.spec.replicates
+                    self.config,
+                    self.spec.loss,
+                    [self._pack_trial(runners, c) for c in claims],
+                    self.spec.replicates,
+                    shared_seed=shares_seed(self.space),  # every pack of the study laid out alike
                 )
             except KeyboardInterrupt:
                 self._interrupted = True

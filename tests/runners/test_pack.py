@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import runners
-from runners.config import TrainConfig
+from runners.config import DataConfig, TrainConfig, TrialConfig
 from runners.packs import PackTrial, run_pack
 
 TOL = 1e-4
@@ -42,6 +42,13 @@ def assert_same(a, b, tol=TOL):
         assert abs(a.test["mAP"] - b.test["mAP"]) <= tol
         np.testing.assert_allclose(a.replicate_values, b.replicate_values, atol=tol)
     assert a.seeds == b.seeds
+
+
+def assert_identical(a, b):
+    """The same result bit for bit: everything a study stores but the time."""
+    stored_a, stored_b = a.user_attrs(), b.user_attrs()
+    stored_a.pop("seconds"), stored_b.pop("seconds")
+    assert stored_a == stored_b, (a.value, b.value)
 
 
 def reference_train(config, dataset, loss_name, params, seed):
@@ -102,24 +109,68 @@ def test_a_pack_of_one_is_the_plain_torch_optim_trainer(tiny_config, prepared, t
     assert_same(packed, single, tol=0.0)  # run_trial is a pack of one
 
 
-def test_the_result_does_not_depend_on_the_pack_size_and_repeats_bit_for_bit(tiny_config, prepared):
-    """K = 1, 37 and 200 give each trial the same mAP (within 1e-4); a repeat at a fixed K is identical."""
-    config = dataclasses.replace(tiny_config, train=TrainConfig(epochs=2, batch_size=64))
+@pytest.fixture(scope="module")
+def full_size_config(tmp_path_factory) -> TrialConfig:
+    """Embeddings of the default job's sizes (1024 dimensions, 26 long-tailed classes, batches of 256),
+    where BLAS picks its kernels by the number of heads (the tiny data set is below that)."""
+    folder = tmp_path_factory.mktemp("full-size")
+    rng = np.random.default_rng(0)
+    dim, classes = 1024, 26
+    prior = np.geomspace(0.3, 0.01, classes)
+    signal = rng.normal(size=(classes, dim)).astype(np.float32) * 0.3
+    arrays = {}
+    for split, n in (("train", 768), ("val", 256), ("test", 256)):
+        labels = (rng.random((n, classes)) < prior).astype(np.float32)
+        labels[np.arange(classes), np.arange(classes)] = 1  # every class has a positive in every split
+        arrays[f"{split}_features"] = rng.normal(size=(n, dim)).astype(np.float32) + labels @ signal
+        arrays[f"{split}_labels"] = labels
+    np.savez(folder / "features.npz", **arrays)
+    return TrialConfig(
+        data=DataConfig(name="features", path=str(folder / "features.npz")),
+        train=TrainConfig(epochs=2, batch_size=256),
+        device="cpu",
+        cache_dir=str(folder / "cache"),
+    )
+
+
+def check_pack_invariance(config: TrialConfig, single_every: int) -> list:
+    """Each of 200 RAL trials: the same result bit for bit in a pack of 200, in packs of 37, among other
+    neighbours at other positions, and alone (every ``single_every``-th)."""
     trials = [PackTrial(p, seed=3) for p in ral_points(200)]
     whole = run_pack(config, "ral", trials)
     chunked = [r for i in range(0, 200, 37) for r in run_pack(config, "ral", trials[i : i + 37])]
-    again = [r for i in range(0, 200, 37) for r in run_pack(config, "ral", trials[i : i + 37])]
-    singles = [run_pack(config, "ral", [t])[0] for t in trials[::9]]
+    shuffled = run_pack(config, "ral", trials[::-1][:50])
+    singles = [run_pack(config, "ral", [t])[0] for t in trials[::single_every]]
     assert len(whole) == len(chunked) == 200
     assert {r.status for r in whole} == {"complete"}
     assert len({round(r.value, 6) for r in whole}) > 20  # the design points really differ
     for a, b in zip(whole, chunked, strict=True):
-        assert_same(a, b)
-    for a, b in zip(whole[::9], singles, strict=True):
-        assert_same(a, b)
-    for a, b in zip(chunked, again, strict=True):
-        assert a.value == b.value and a.val["per_class_ap"] == b.val["per_class_ap"] and a.test == b.test
-    # A trial's time is its share of the pack: positive, and together about the pack's time.
+        assert_identical(a, b)
+    for a, b in zip(whole[::-1][:50], shuffled, strict=True):
+        assert_identical(a, b)
+    for a, b in zip(whole[::single_every], singles, strict=True):
+        assert_identical(a, b)
+    return whole
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_result_does_not_depend_on_the_pack_bit_for_bit_at_full_size(full_size_config, threads):
+    """K = 1, 37 and 200 at the default job's sizes: identical bit for bit. (The issue asks for 1e-4, but a
+    last-bit difference is what an ill-conditioned trial amplifies past it: 0.011 of mAP on the default
+    job before the heads were trained in blocks, which this test caught as unequal singles.)"""
+    config = dataclasses.replace(full_size_config, num_threads=threads)
+    check_pack_invariance(config, single_every=20)
+    # a seed-noise study: a seed per trial, every trial a group of one head
+    by_seed = run_pack(config, "ral", [PackTrial({}, seed=s) for s in range(12)], shared_seed=False)
+    for s in (0, 7, 11):
+        assert_identical(by_seed[s], run_pack(config, "ral", [PackTrial({}, seed=s)], shared_seed=False)[0])
+    assert len({r.value for r in by_seed}) == 12
+
+
+def test_the_result_does_not_depend_on_the_pack_bit_for_bit(tiny_config, prepared):
+    """K = 1, 37 and 200 on the tiny data set; a trial's time is its share of the pack."""
+    config = dataclasses.replace(tiny_config, train=TrainConfig(epochs=2, batch_size=64))
+    whole = check_pack_invariance(config, single_every=9)
     assert all(r.seconds > 0 for r in whole)
 
 
@@ -143,6 +194,7 @@ def test_a_diverging_head_is_recorded_while_the_others_go_on(tiny_config, prepar
     for lr, result in zip(rates[::2], results[::2], strict=True):
         own = dataclasses.replace(config, train=dataclasses.replace(config.train, lr=lr))
         assert_same(result, runners.run_trial(own, "bce", {}, seed=0))
+        assert_identical(result, run_pack(config, "bce", [PackTrial({}, seed=0, lr=lr)])[0])  # the diverged head aside
     assert results[0].value != results[2].value
 
 
@@ -152,7 +204,8 @@ def test_per_head_weight_decay_and_learning_rate_match_their_own_runs(tiny_confi
     results = run_pack(config, "asl", [PackTrial({}, seed=2, lr=lr, weight_decay=wd) for lr, wd in nuisance])
     for (lr, wd), result in zip(nuisance, results, strict=True):
         own = dataclasses.replace(config, train=dataclasses.replace(config.train, lr=lr, weight_decay=wd))
-        assert_same(result, runners.run_trial(own, "asl", {}, seed=2))
+        assert_same(result, runners.run_trial(own, "asl", {}, seed=2))  # torch.optim's arithmetic, not per head
+        assert_identical(result, run_pack(config, "asl", [PackTrial({}, seed=2, lr=lr, weight_decay=wd)])[0])
     assert len({r.value for r in results}) == 3
 
 
@@ -162,14 +215,17 @@ def test_replicates_are_heads_and_seeds_mode_trials_are_groups(tiny_config, prep
     packed = run_pack(config, "ral", [PackTrial(p, seed=4) for p in points], replicates=3)
     for p, result in zip(points, packed, strict=True):
         assert result.seeds == runners.replicate_seeds(4, 3) and len(result.replicate_values) == 3
-        assert_same(result, runners.run_trial(config, "ral", p, seed=4, replicates=3))
+        assert_identical(result, runners.run_trial(config, "ral", p, seed=4, replicates=3))
         # each replicate is the trial trained alone from that seed
         for seed, value in zip(result.seeds, result.replicate_values, strict=True):
-            assert abs(runners.run_trial(config, "ral", p, seed=seed).value - value) <= TOL
-    # seeds mode: one configuration, a seed per trial
+            assert runners.run_trial(config, "ral", p, seed=seed).value == value
+    # seeds mode: one configuration, a seed per trial; a lone trial of such a study is laid out alike
     by_seed = run_pack(config, "ral", [PackTrial({}, seed=s) for s in (0, 1, 2)], replicates=2)
     for s, result in zip((0, 1, 2), by_seed, strict=True):
-        assert_same(result, runners.run_trial(config, "ral", {}, seed=s, replicates=2))
+        assert_identical(result, run_pack(config, "ral", [PackTrial({}, seed=s)], replicates=2, shared_seed=False)[0])
+        assert_same(result, runners.run_trial(config, "ral", {}, seed=s, replicates=2))  # blocks of 16, not 1
+    with pytest.raises(ValueError, match="different seeds"):
+        run_pack(config, "ral", [PackTrial({}, seed=s) for s in (0, 1)], shared_seed=True)
 
 
 def test_an_invalid_trial_fails_alone_and_bad_calls_are_refused(tiny_config, prepared):
@@ -193,7 +249,7 @@ def test_per_head_clipping_and_mlp_heads_do_not_depend_on_the_pack(tiny_config, 
     trials = [PackTrial(p, seed=6) for p in ral_points(5, seed=2)]
     packed = run_pack(config, "ral", trials)
     for trial, result in zip(trials, packed, strict=True):
-        assert_same(result, run_pack(config, "ral", [trial])[0])
+        assert_identical(result, run_pack(config, "ral", [trial])[0])
         assert abs(result.value - reference_train(config, prepared.dataset, "ral", trial.loss_params, 6)) <= TOL
 
 
