@@ -101,7 +101,8 @@ def run_trial(
     Scalar metrics are averaged over replicates, per-class AP element-wise; each replicate's
     validation mAP is in ``replicate_values``. A non-finite loss or prediction in any replicate ends
     the trial with ``status="diverged"``, the step and the value. On CPU the same arguments give the
-    same result bit for bit.
+    same result bit for bit, and the result a sweep's study stores for them (a linear probe is a pack
+    of one; a seed-noise study's trial is ``run_pack(..., shared_seed=False)``, see ``runners.packs``).
 
     Raises:
         ValueError: unknown loss or parameter, bad device or data set, ``replicates < 1``.

@@ -5,8 +5,8 @@ Why: the trials of a sweep share the embeddings, the head's initialisation and t
 mini-batches. Trained one after another they waste almost everything: a 256 x 1024 . 1024 x 26
 product is far too small to use the cores, and the Python, optimiser and gather costs are paid K
 times. Here one gather per epoch and a few matrix products per step serve every head; the loss is
-one call on (groups, batch, classes, heads) with each head's own hyperparameters
-(``runners.losses._pack``); one optimiser step updates every head.
+one call on (blocks, batch, classes, heads per block) with each head's own hyperparameters
+(``runners.losses._pack``, the blocks as its groups); one optimiser step updates every head.
 
 Layout: a pack is a (groups x heads) grid. A *group* is one seed: its heads start from that seed's
 initialisation and see that seed's batch order (replicate seeds are extra groups, shared by every
@@ -19,9 +19,10 @@ own tensors, whose shapes do not depend on the number of heads, so a head comput
 operations on the same shapes in a pack of 1 or of 200. It matters: BLAS picks its kernel, and with
 it the order of a sum, from the matrix sizes, and the odd ill-conditioned configuration (small
 gamma_neg, large shift) amplifies that last-bit difference into a 0.01 change of mAP after 500
-steps. The loss is the one call that spans blocks; its compiled loop runs along the heads, each
-lane one head's own arithmetic, in whole vectors (a block is 16 float32 lanes). A seed-noise study
-(every trial its own seed) has one head per group: its blocks are single heads (``head_block=1``).
+steps. The loss is the one call that spans blocks, each block one of its groups; its compiled loop
+runs along a block's heads, each lane one head's own arithmetic, in one whole vector (16 float32
+lanes). A seed-noise study (every trial its own seed) has one head per group: its blocks are single
+heads (``head_block=1``), each its own single loss.
 
 A head whose loss or prediction turns non-finite is stopped: its outcome is recorded as diverged
 with the first such step and value, while the others go on (its columns may turn NaN, which no
@@ -96,15 +97,28 @@ class PackHeads:
     def shape(self) -> tuple[int, int]:
         return len(self.seeds), len(self.loss_params[0])
 
-    def padded(self, table: Sequence[Sequence[Any]]) -> list[list[Any]]:
-        """A (groups x heads) table with each row filled up to whole blocks with copies of its first head."""
-        count = self.shape[1]
-        width = math.ceil(count / self.head_block) * self.head_block
-        return [list(row) + [row[0]] * (width - count) for row in table]
+    @property
+    def blocks_per_group(self) -> int:
+        return math.ceil(self.shape[1] / self.head_block)
+
+    def by_block(self, table: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        """A (groups x heads) table as one row of ``head_block`` values per block, groups first; a group's
+        last block is filled up with copies of the group's first head."""
+        padded_width = self.blocks_per_group * self.head_block
+        out = []
+        for row in table:
+            padded = list(row) + [row[0]] * (padded_width - len(row))
+            out += [padded[i : i + self.head_block] for i in range(0, padded_width, self.head_block)]
+        return out
+
+    def block_of(self, group: int, head: int) -> tuple[int, int]:
+        """(block, lane) of head ``head`` of group ``group``."""
+        block, lane = divmod(head, self.head_block)
+        return group * self.blocks_per_group + block, lane
 
 
 class _Param:
-    """One tensor of a block, whether it is decayed, and its optimiser state.
+    """One tensor of a block and whether it is decayed.
 
     Heads are the innermost index of every block tensor, so ``per_head`` views it as (rows, width)
     for free: column t is head t's part of the parameter.
@@ -114,8 +128,6 @@ class _Param:
         self.tensor = tensor.requires_grad_(True)
         self.width = width
         self.decay = decay
-        self.m = torch.zeros_like(tensor)  # AdamW's first moment, or SGD's momentum buffer
-        self.v = torch.zeros_like(tensor)  # AdamW's second moment (unused by SGD)
 
     def per_head(self, tensor: Tensor) -> Tensor:
         return tensor.view(-1, self.width)
@@ -130,27 +142,16 @@ class _Block:
 
 
 class StackedHeads:
-    """The blocks of ``linear`` or ``mlp`` heads of a (groups x heads) pack and their forward pass."""
+    """The blocks of ``linear`` or ``mlp`` heads of a pack (``PackHeads``) and their forward pass."""
 
-    def __init__(
-        self,
-        kind: str,
-        dim: int,
-        classes: int,
-        hidden: int,
-        seeds: Sequence[int],
-        heads: int,
-        device: torch.device,
-        width: int = HEAD_BLOCK,
-    ) -> None:
-        self.kind, self.groups, self.classes, self.width = kind, len(seeds), classes, width
-        self.heads = math.ceil(heads / width) * width  # per group, the last block padded
+    def __init__(self, kind: str, dim: int, classes: int, hidden: int, heads: PackHeads, device: torch.device) -> None:
+        self.kind, self.classes, self.width = kind, classes, heads.head_block
         self.blocks: list[_Block] = []
-        for group, seed in enumerate(seeds):  # each group starts where the single-trial trainer starts
+        for group, seed in enumerate(heads.seeds):  # each group starts where the single-trial trainer starts
             seed_everything(seed)
             init = make_head(dim, classes, kind, hidden)
-            for _ in range(self.heads // width):
-                self.blocks.append(_Block(group, self._block_params(init, device)))
+            self.blocks += [_Block(group, self._block_params(init, device)) for _ in range(heads.blocks_per_group)]
+        self.block_groups = torch.tensor([block.group for block in self.blocks], device=device)
 
     def _block_params(self, init: nn.Module, device: torch.device) -> list[_Param]:
         width = self.width
@@ -177,11 +178,9 @@ class StackedHeads:
         return [p for block in self.blocks for p in block.params]
 
     def __call__(self, x: Tensor) -> Tensor:
-        """Logits (groups, batch, classes, heads) for inputs (groups, batch, dim)."""
-        per_group: list[list[Tensor]] = [[] for _ in range(self.groups)]
-        for block in self.blocks:
-            per_group[block.group].append(self._forward(block, x[block.group]))
-        return torch.stack([torch.cat(outputs, dim=-1) for outputs in per_group])
+        """Logits (blocks, batch, classes, width) for inputs (groups, batch, dim): the blocks are the loss
+        pack's groups, each block's slice contiguous (its gradient needs no copy)."""
+        return torch.stack([self._forward(block, x[block.group]) for block in self.blocks])
 
     def _forward(self, block: _Block, x: Tensor) -> Tensor:
         """One block's logits (batch, classes, width) for inputs (batch, dim)."""
@@ -202,30 +201,31 @@ def train_pack(config: TrialConfig, dataset: Any, heads: PackHeads, device: torc
     """
     features = features_for(config, dataset, device)
     train = config.train
-    groups, count = heads.shape
+    groups, width = len(heads.seeds), heads.head_block
     x, y, mask = features.train.x, features.train.y, features.train.mask
     n, classes = x.shape[0], y.shape[1]
-    width = heads.head_block
-    model = StackedHeads(train.head, features.dim, classes, train.mlp_hidden, heads.seeds, count, device, width)
-    loss_fn = create_loss_pack(heads.loss, heads.padded(heads.loss_params)).to(device)
+    model = StackedHeads(train.head, features.dim, classes, train.mlp_hidden, heads, device)
+    blocks = len(model.blocks)
+    loss_fn = create_loss_pack(heads.loss, heads.by_block(heads.loss_params)).to(device)
     batch_size = min(train.batch_size, n)
     steps_per_epoch = math.ceil(n / batch_size)
     factor = cosine_schedule_factor(train.epochs * steps_per_epoch, train.warmup_epochs * steps_per_epoch)
     rates = None
     if heads.per_head_rates:
         assert heads.lr is not None and heads.weight_decay is not None
-        lr = torch.tensor(heads.padded(heads.lr), dtype=torch.float32, device=device)
-        wd = torch.tensor(heads.padded(heads.weight_decay), dtype=torch.float32, device=device)
-        per_group = model.heads // width
-        rates = []
-        for i, block in enumerate(model.blocks):  # each block's (1, width) slices, one per tensor
-            cols = slice((i % per_group) * width, (i % per_group + 1) * width)
-            rates += [(lr[block.group, cols].view(1, width), wd[block.group, cols].view(1, width))] * len(block.params)
+        lr = torch.tensor(heads.by_block(heads.lr), dtype=torch.float32, device=device)
+        wd = torch.tensor(heads.by_block(heads.weight_decay), dtype=torch.float32, device=device)
+        rates = [(lr[i].view(1, width), wd[i].view(1, width)) for i, b in enumerate(model.blocks) for _ in b.params]
     optimizer = _Optimizer(model.params, train, rates)
     orders = [torch.Generator().manual_seed(seed) for seed in heads.seeds]  # CPU: the same batches on every device
-    alive = torch.ones(groups, model.heads, dtype=torch.bool, device=device)
-    stopped_step = torch.full((groups, model.heads), -1, dtype=torch.int64, device=device)
-    stopped_value = torch.zeros(groups, model.heads, dtype=torch.float32, device=device)
+    real = torch.zeros(blocks, width, dtype=torch.bool)  # the heads that are trials, not padding
+    for g in range(groups):
+        for t in range(heads.shape[1]):
+            real[heads.block_of(g, t)] = True
+    real = real.to(device)
+    alive = torch.ones(blocks, width, dtype=torch.bool, device=device)
+    stopped_step = torch.full((blocks, width), -1, dtype=torch.int64, device=device)
+    stopped_value = torch.zeros(blocks, width, dtype=torch.float32, device=device)
     amp = amp_dtype(device, train.amp)
     amp = amp if amp == torch.bfloat16 else None  # bf16 needs no loss scaling: safe for the product; fp16 is not
 
@@ -235,8 +235,9 @@ def train_pack(config: TrialConfig, dataset: Any, heads: PackHeads, device: torc
         permutation = torch.stack([torch.randperm(n, generator=order) for order in orders]).to(device)
         flat = permutation.view(-1)
         xs = x.index_select(0, flat).view(groups, n, -1)
-        ys = y.index_select(0, flat).view(groups, n, classes)
-        ms = None if mask is None else mask.index_select(0, flat).view(groups, n, classes)
+        # the targets (and mask) of each block: its group's
+        ys = y.index_select(0, flat).view(groups, n, classes).index_select(0, model.block_groups)
+        ms = None if mask is None else mask.index_select(0, flat).view(groups, n, classes)[model.block_groups]
         for start in range(0, n, batch_size):
             end = min(start + batch_size, n)
             with autocast(device, amp):
@@ -252,10 +253,10 @@ def train_pack(config: TrialConfig, dataset: Any, heads: PackHeads, device: torc
                 alive &= finite
                 optimizer.step(clip_per_head(model.blocks, grads, train.grad_clip), factor(step), step + 1)
             step += 1
-        if not bool(alive[:, :count].any()):  # the one read-back per epoch: stop when every head has diverged
+        if not bool((alive & real).any()):  # the one read-back per epoch: stop when every trial's head diverged
             break
 
-    return _predict(model, features, alive, stopped_step, stopped_value, step, count)
+    return _predict(model, features, heads, alive, stopped_step, stopped_value, step)
 
 
 class _Optimizer:
@@ -276,6 +277,9 @@ class _Optimizer:
             decay = [p.tensor for p in params if p.decay]
             no_decay = [p.tensor for p in params if not p.decay]
             self.torch_optimizer = optimizer_for(decay, no_decay, train)
+        else:  # per-head state: AdamW's first moment or SGD's momentum buffer, and AdamW's second moment
+            self.m = [p.per_head(torch.zeros_like(p.tensor)) for p in params]
+            self.v = [p.per_head(torch.zeros_like(p.tensor)) if train.optimizer == "adamw" else None for p in params]
 
     def step(self, grads: list[Tensor], factor: float, t: int) -> None:
         if self.torch_optimizer is not None:
@@ -286,11 +290,11 @@ class _Optimizer:
             self.torch_optimizer.step()
             return
         assert self.rates is not None  # per-head mode
-        for p, g, (lr, wd) in zip(self.params, grads, self.rates, strict=True):
+        for p, g, (lr, wd), m, v in zip(self.params, grads, self.rates, self.m, self.v, strict=True):
             rate = lr * factor
-            w, m, v = p.per_head(p.tensor), p.per_head(p.m), p.per_head(p.v)
+            w = p.per_head(p.tensor)
             decay = wd if p.decay else None
-            if self.train.optimizer == "adamw":
+            if v is not None:  # AdamW
                 if decay is not None:
                     w.mul_(1 - rate * decay)
                 beta1, beta2 = ADAM_BETAS
@@ -325,29 +329,30 @@ def clip_per_head(blocks: list[_Block], grads: Sequence[Tensor], max_norm: float
     return clipped
 
 
-def _predict(
-    model: StackedHeads, features, alive, stopped_step, stopped_value, steps: int, count: int
-) -> list[list[Any]]:
-    """Each of the first ``count`` heads' val/test probabilities (float64), or why it diverged."""
+def _predict(model: StackedHeads, features, heads: PackHeads, alive, stopped_step, stopped_value, steps: int):
+    """Each head's val/test probabilities (float64), or why it diverged: a (groups x heads) grid."""
     alive_host = alive.cpu().numpy()
     stopped_step_host, stopped_value_host = stopped_step.cpu().numpy(), stopped_value.cpu().numpy()
     splits = {}
     with torch.no_grad():
         for split in ("val", "test"):
             xs = getattr(features, split).x
-            logits = model(xs.unsqueeze(0).expand(model.groups, *xs.shape)).double()
-            splits[split] = logits.cpu().numpy()  # (groups, n, classes, heads)
+            logits = model(xs.unsqueeze(0).expand(len(heads.seeds), *xs.shape)).double()
+            splits[split] = logits.cpu().numpy()  # (blocks, n, classes, width)
     out: list[list[Any]] = []
-    for g in range(model.groups):
+    groups, count = heads.shape
+    for g in range(groups):
         row: list[Any] = []
         for t in range(count):
-            if not alive_host[g, t]:
-                step, value = int(stopped_step_host[g, t]), float(stopped_value_host[g, t])
+            where = heads.block_of(g, t)
+            if not alive_host[where]:
+                step, value = int(stopped_step_host[where]), float(stopped_value_host[where])
                 row.append(Diverged(f"non-finite loss ({value}) at step {step}", step=step, value=value))
                 continue
+            block, lane = where
             outcome: Any = None
             for split in ("val", "test"):
-                head = splits[split][g, :, :, t]
+                head = splits[split][block, :, :, lane]
                 bad = ~np.isfinite(head)
                 if bad.any():
                     value = float(head[bad][0])
@@ -355,7 +360,9 @@ def _predict(
                     outcome = Diverged(reason, step=steps, value=value)
                     break
             if outcome is None:
-                probs = {s: torch.sigmoid(torch.from_numpy(splits[s][g, :, :, t])).numpy() for s in ("val", "test")}
+                probs = {
+                    s: torch.sigmoid(torch.from_numpy(splits[s][block, :, :, lane])).numpy() for s in ("val", "test")
+                }
                 outcome = Predictions(val=probs["val"], test=probs["test"], steps=steps)
             row.append(outcome)
         out.append(row)
