@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,8 @@ POSTGRES_CONNECT_TIMEOUT_S = 10
 # The psycopg 3 driver is the one lossweep installs (extra "postgres"); SQLAlchemy's bare
 # "postgresql://" would pick psycopg2 instead.
 POSTGRES_DRIVER = "postgresql+psycopg"
+# Opens of a fresh store that may lose the race to create it to other processes (see _lost_first_open_race).
+FIRST_OPEN_ATTEMPTS = 10
 
 # Optuna 4.9 renamed failed_trial_callback (deprecated since) to heartbeat_stale_trial_callback.
 _STALE_CALLBACK_ARG = (
@@ -233,21 +236,41 @@ def open_storage(
                     _enable_wal(engine)
             finally:
                 engine.dispose()
-        with warnings.catch_warnings():
-            # Heartbeats are "experimental" in Optuna; lossweep relies on them deliberately.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                rendered,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                skip_table_creation=read_only,
-                **{_STALE_CALLBACK_ARG: failed_trial_callback},  # type: ignore[arg-type]  # name varies by Optuna version
-            )
+        attempt = 1
+        while True:
+            try:
+                with warnings.catch_warnings():
+                    # Heartbeats are "experimental" in Optuna; lossweep relies on them deliberately.
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(
+                        rendered,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=heartbeat_interval,
+                        grace_period=grace_period,
+                        skip_table_creation=read_only,
+                        **{_STALE_CALLBACK_ARG: failed_trial_callback},  # type: ignore[arg-type]  # name varies by Optuna version
+                    )
+            except sqlalchemy.exc.DBAPIError as exc:
+                if attempt == FIRST_OPEN_ATTEMPTS or not _lost_first_open_race(exc):
+                    raise
+            time.sleep(0.05 * attempt)  # the winner is writing the rest; open again after it
+            attempt += 1
     except UsageError:
         raise
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError, OSError) as exc:
         raise UsageError(f"cannot open the study store at {shown}: {_short_reason(exc, parsed)}") from None
+
+
+def _lost_first_open_race(exc: sqlalchemy.exc.DBAPIError) -> bool:
+    """Whether ``exc`` says that another process created the same table or version row first.
+
+    Optuna's first open of an empty store creates its tables, then writes its version row and
+    Alembic's, each unguarded: two processes opening it at once (the workers of two machines, a study
+    and its dashboard) both try, and the loser gets a unique violation or "already exists". What it
+    tried to write is then there, so opening again goes on where the winner got to.
+    """
+    text = str(exc.orig).lower()
+    return isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in text
 
 
 def _enable_wal(engine: sqlalchemy.engine.Engine) -> None:
@@ -258,5 +281,15 @@ def _enable_wal(engine: sqlalchemy.engine.Engine) -> None:
     memory between processes: it works on local disks, not on network file systems (use PostgreSQL
     across machines).
     """
-    with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    for attempt in range(1, FIRST_OPEN_ATTEMPTS + 1):
+        try:
+            with engine.connect() as conn:
+                if conn.exec_driver_sql("PRAGMA journal_mode").scalar() != "wal":
+                    conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                return
+        except sqlalchemy.exc.OperationalError as exc:
+            # The switch needs the file to itself and does not wait on the busy timeout: another
+            # process opening the new file at the same moment has it. Look again once it is done.
+            if attempt == FIRST_OPEN_ATTEMPTS or "locked" not in str(exc.orig):
+                raise
+            time.sleep(0.05 * attempt)

@@ -142,6 +142,13 @@ def fresh_database(postgres):
 
 
 @pytest.fixture
+def fresh_databases(postgres):
+    """A function making new, empty databases on any reachable server (all dropped afterwards), as URLs."""
+    with contextlib.ExitStack() as stack:
+        yield lambda: stack.enter_context(_database_on(postgres))
+
+
+@pytest.fixture
 def fresh_password_database(password_postgres):
     """A new, empty database on the password-checking cluster: its URL carries a password to keep secret."""
     with _database_on(password_postgres) as url:

@@ -195,6 +195,72 @@ def test_several_processes_write_one_sqlite_file_at_once(tmp_path):
     assert {t.user_attrs["worker"] for t in trials} == set(range(n_workers))
 
 
+FIRST_OPEN_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    from study.storage import open_storage
+    from study.errors import UsageError
+    folder, me, urls = sys.argv[1], sys.argv[2], sys.argv[3:]
+    open(os.path.join(folder, "ready-" + me), "w").close()
+    for r, url in enumerate(urls):
+        while not os.path.exists(os.path.join(folder, f"go-{r}")):
+            time.sleep(0.002)
+        try:
+            open_storage(url).engine.dispose()
+            outcome = "ok"
+        except UsageError as error:
+            outcome = str(error)
+        with open(os.path.join(folder, f"done-{r}-{me}"), "w") as f:
+            f.write(outcome)
+    """
+)
+
+
+def open_fresh_stores_at_once(tmp_path, urls, processes=6):
+    """``processes`` interpreters open each fresh store of ``urls`` at the same moment, one store after
+    another; each one's outcome per store ("ok" or the one-line error)."""
+    folder = tmp_path / "race"
+    folder.mkdir()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FIRST_OPEN_SCRIPT, str(folder), str(i), *urls],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(processes)
+    ]
+
+    def wait_until(done):
+        while not done():
+            if any(p.poll() is not None for p in procs):
+                raise AssertionError([p.communicate() for p in procs])
+            time.sleep(0.01)
+
+    try:
+        wait_until(lambda: all((folder / f"ready-{i}").exists() for i in range(processes)))
+        for r in range(len(urls)):
+            (folder / f"go-{r}").touch()
+            wait_until(lambda r=r: all((folder / f"done-{r}-{i}").exists() for i in range(processes)))
+        for p in procs:
+            assert p.wait(timeout=600) == 0, p.communicate()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return [[(folder / f"done-{r}-{i}").read_text() for i in range(processes)] for r in range(len(urls))]
+
+
+def test_processes_opening_a_fresh_sqlite_store_together_all_succeed(tmp_path):
+    """Optuna's first open writes its tables and version rows unguarded: the processes that lose that
+    race (a study's workers and its dashboard, or two runs of one command) open again, not fail."""
+    urls = [f"sqlite:///{tmp_path / f'fresh-{r}.db'}" for r in range(8)]
+    outcomes = open_fresh_stores_at_once(tmp_path, urls)
+    assert all(o == "ok" for round_ in outcomes for o in round_), outcomes
+    for url in urls:
+        assert optuna.get_all_study_names(open_storage(url, read_only=True)) == []
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------------
 def test_unreachable_postgres_is_one_line_without_password():
     url = f"postgresql://alice:hunter2@127.0.0.1:{_free_port()}/lossweep"
@@ -216,6 +282,12 @@ def test_postgres_store_round_trip(fresh_database):
     again = open_storage(url, read_only=True)
     assert len(optuna.load_study(study_name="pg", storage=again).trials) == 4
     again.engine.dispose()
+
+
+def test_processes_opening_a_fresh_postgres_store_together_all_succeed(tmp_path, fresh_databases):
+    """Two machines of a cluster starting one study on an empty database at once (see the SQLite test)."""
+    outcomes = open_fresh_stores_at_once(tmp_path, [fresh_databases() for _ in range(5)])
+    assert all(o == "ok" for round_ in outcomes for o in round_), outcomes
 
 
 def test_read_only_postgres_without_tables_is_refused_and_left_empty(fresh_database):
