@@ -149,7 +149,7 @@ def _with_train(config: TrialConfig, trial: PackTrial) -> TrialConfig:
     return dataclasses.replace(config, train=dataclasses.replace(train, lr=lr, weight_decay=weight_decay))
 
 
-# Chosen by measurement on a 2-core AVX-512 CPU. ``python -m benchmarks.trial --tables packs
+# Chosen by measurement on a 2-core AVX-512 CPU, before blocks. ``python -m benchmarks.trial --tables packs
 # --pack-sizes 1 8 32 48 50 64 80 128 200`` (default data, one thread), seconds per trial: 0.867 at
 # K = 1, 0.180 at 32, 0.174 at 48, 0.160 at 64, 0.158 at 80, 0.150 at 128, 0.146 at 200; and the
 # default 200-trial study end to end (``python -m benchmarks.study``, before the fork server's
