@@ -162,27 +162,38 @@ MAX_PACK_SIZE = 1024
 
 
 def auto_pack_size(
-    config: TrialConfig, remaining: int, feature_dim: int, num_classes: int, eval_rows: int, replicates: int = 1
+    config: TrialConfig,
+    remaining: int,
+    feature_dim: int,
+    num_classes: int,
+    eval_rows: int,
+    replicates: int = 1,
+    workers: int = 1,
 ) -> int:
-    """The ``--pack-size auto`` size for a linear-probe study with ``remaining`` trials to run.
+    """The ``--pack-size auto`` size for a linear-probe study with ``remaining`` trials left to claim.
 
-    On CPU the measured :data:`CPU_PACK_SIZE`; on CUDA as many of the remaining trials as fit in
-    :data:`CUDA_MEMORY_SHARE` of the free memory, from a per-head estimate (parameters with their
-    gradient and two optimiser moments, a step's logits and loss temporaries, the val/test logits in
-    float32 and float64; each trial has ``replicates`` heads); finetune is always 1. Never more than
-    ``remaining`` (nor less than 1).
+    A worker takes its share of what is left, ``remaining / workers`` (the ``workers`` that share
+    it), rounded up to whole blocks of heads (``runners.protocols.pack.HEAD_BLOCK``: a pack's last
+    block is padded anyway), so that the workers end together and no block trains padding a
+    neighbour could have filled. Then on CPU at most the measured :data:`CPU_PACK_SIZE`; on CUDA
+    as many trials as fit in :data:`CUDA_MEMORY_SHARE` of the free memory, from a per-head estimate
+    (parameters with their gradient and two optimiser moments, a step's logits and loss
+    temporaries, the val/test logits in float32 and float64; each trial has ``replicates`` heads).
+    Finetune is always 1. Never more than ``remaining`` (nor less than 1).
     """
+    from .protocols.pack import HEAD_BLOCK
+
     remaining = max(1, int(remaining))
     if config.protocol != "linear-probe":
         return 1
+    share = -(-remaining // max(1, int(workers)))
+    share = min(remaining, -(-share // HEAD_BLOCK) * HEAD_BLOCK)
     from .device import resolve_device
 
     device = resolve_device(config.device)
     if device.type != "cuda":
-        return min(remaining, CPU_PACK_SIZE)
+        return min(share, CPU_PACK_SIZE)
     import torch
-
-    from .protocols.pack import HEAD_BLOCK
 
     train = config.train
     if train.head == "linear":
@@ -196,18 +207,18 @@ def auto_pack_size(
     fits = int(CUDA_MEMORY_SHARE * free // (per_head * max(1, replicates)))
     if fits >= HEAD_BLOCK:  # whole blocks: a pack's last block is padded to HEAD_BLOCK heads anyway
         fits -= fits % HEAD_BLOCK
-    return max(1, min(remaining, MAX_PACK_SIZE, fits))
+    return max(1, min(share, MAX_PACK_SIZE, fits))
 
 
-def auto_pack_size_for(config: TrialConfig, remaining: int, replicates: int = 1) -> int:
+def auto_pack_size_for(config: TrialConfig, remaining: int, replicates: int = 1, workers: int = 1) -> int:
     """:func:`auto_pack_size` with the sizes read from the study's data (only loaded for CUDA)."""
     from .device import resolve_device
 
     if config.protocol != "linear-probe" or resolve_device(config.device).type != "cuda":
-        return auto_pack_size(config, remaining, 0, 0, 0, replicates)
+        return auto_pack_size(config, remaining, 0, 0, 0, replicates, workers)
     from . import trial as single
     from .protocols.linear_probe import features_for
 
     features = features_for(config, single.dataset_for(config), resolve_device(config.device))
     rows = features.val.x.shape[0] + features.test.x.shape[0]
-    return auto_pack_size(config, remaining, features.dim, features.train.y.shape[1], rows, replicates)
+    return auto_pack_size(config, remaining, features.dim, features.train.y.shape[1], rows, replicates, workers)

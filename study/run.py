@@ -68,8 +68,8 @@ storage: --storage, else ${ENV_VAR}, else {DEFAULT_STORAGE} (in the working dire
 """
 
 
-def _pack_size(text: str) -> int | None:
-    """``--pack-size``: a positive integer, or ``auto`` (None)."""
+def _count_or_auto(text: str) -> int | None:
+    """``--pack-size`` and ``--workers``: a positive integer, or ``auto`` (None)."""
     if text.strip().lower() == "auto":
         return None
     try:
@@ -159,7 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma list of cpu, cuda, cuda:N, mps; auto = every visible GPU, or cpu when none (default: auto)",
     )
     execution.add_argument(
-        "--workers", type=int, default=1, metavar="N", help="worker processes per device (default: 1)"
+        "--workers",
+        type=_count_or_auto,
+        default=None,
+        metavar="N|auto",
+        help="worker processes per device; auto = one per GPU, and one per CPU core (each with one thread, "
+        "or --num-threads) on cpu, where one-threaded workers side by side outrun one worker with every "
+        "thread; one in all for tpe, which proposes each point from the results before it (default: auto)",
     )
     execution.add_argument(
         "--timeout",
@@ -184,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     execution.add_argument(
         "--pack-size",
-        type=_pack_size,
+        type=_count_or_auto,
         default=None,
         metavar="K|auto",
         help="linear-probe trials claimed and trained together as one pack of K heads (1 = one trial at a "
@@ -267,8 +273,6 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     losses = parse_losses(args.loss)
     if args.trials < 1:
         raise UsageError(f"--trials must be at least 1, got {args.trials}")
-    if args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {args.workers}")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout}")
     if args.heartbeat_interval < 1 or args.grace_period <= args.heartbeat_interval:
@@ -288,7 +292,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         trial=trial,
         execution=ExecutionConfig(
             devices=tuple(parse_devices(args.devices)),
-            workers=args.workers,
+            workers=1 if args.workers is None and args.sampler == "tpe" else args.workers,
             timeout=args.timeout,
             heartbeat_interval=args.heartbeat_interval,
             grace_period=args.grace_period,
@@ -379,7 +383,8 @@ def run(options: RunOptions) -> int:
 
     for plan in plans:
         study = create_or_load(storage, plan, attrs[plan.name], url)
-        summary, outcome = run_plan(plan, url, storage, study, execution.slots(), execution)
+        slots = execution.slots(plan.config.trial.num_threads)
+        summary, outcome = run_plan(plan, url, storage, study, slots, execution)
         print(summary.render())
         print(f"{'store':<26}  {redact(url)}")
         if outcome == "interrupted":

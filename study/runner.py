@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .claims import INTERRUPTED, Ledger, fail_stale, read_ledger
-from .config import ExecutionConfig
+from .config import ExecutionConfig, available_cores
 from .logs import logger
 from .planning import Plan
 from .progress import Progress
@@ -30,26 +30,31 @@ from .trial_store import write_result
 
 PROG = "python -m study.run"
 MAX_RESTARTS = 3  # per device slot: restarts of a worker that died without reporting an error
-# What a worker imports before its first trial; the fork server imports it once, see worker_context.
 EVENT_POLL_S = 0.1  # how often the parent looks at its workers while no event comes (a worker's exit, the timeout)
+# What a worker imports before its first trial; the fork server imports it once, see worker_context.
+# The last two are what a pack's first step loads: torch.optim's optimisers import dynamo when built,
+# and the loss library loads through inductor (~2 s, once per worker otherwise). Never a module that
+# asks CUDA anything on import (torch.utils.cpp_extension does): a forked worker could not use CUDA.
 WORKER_MODULES = [
     "study.worker",
     "runners.trial",
     "runners.packs",
     "runners.protocols.pack",
     "scipy.stats",
-    "sklearn.metrics",
+    "torch._dynamo",
+    "torch._inductor.package",
 ]
 
 
 def worker_context() -> Any:  # a multiprocessing context: ForkServerContext or SpawnContext
     """How worker processes start: forked from a fork server that has imported the worker's modules.
 
-    Why: a spawned worker spent ~2 s importing torch, scipy and sklearn before its first claim, and
-    the parent the same before starting it; the fork server (started by :func:`start_worker_server`
-    as the run begins) imports them while the parent prepares the data, and each worker then starts
-    in milliseconds. It is safe for CUDA: the server imports torch but never initialises CUDA, so
-    every worker initialises its own. Where there is no fork server (Windows), workers are spawned.
+    Why: a spawned worker spent ~2 s importing torch and scipy before its first claim (~4 s with
+    torch's compiler stack, before its first step), and the parent the same before starting it; the
+    fork server (started by :func:`start_worker_server` as the run begins) imports them while the
+    parent prepares the data, and each worker then starts in milliseconds. It is safe for CUDA: the
+    server imports torch but never initialises CUDA, so every worker initialises its own. Where there
+    is no fork server (Windows), workers are spawned.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
@@ -85,8 +90,7 @@ def start_worker_server() -> None:
 
 
 def threads_per_worker(n_workers: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // n_workers)
+    return max(1, available_cores() // n_workers)
 
 
 class Runner:

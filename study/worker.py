@@ -172,8 +172,8 @@ class Worker:
         from runners.packs import auto_pack_size_for
 
         # At most this worker's share of what is left, so one auto pack never starves the other workers.
-        share = -(-len(self.claimer.ledger().free()) // max(1, self.spec.local_workers))
-        return auto_pack_size_for(self.config, max(1, share), self.spec.replicates)
+        free = len(self.claimer.ledger().free())
+        return auto_pack_size_for(self.config, max(1, free), self.spec.replicates, self.spec.local_workers)
 
     def execute(self, runners: Any, claims: list[Claim]) -> None:
         """Train the claimed trials as one pack; store their results together when it ends."""

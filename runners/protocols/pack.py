@@ -14,9 +14,10 @@ trial). Each head has its own loss hyperparameters, learning rate and weight dec
 
 Same answer whatever the pack, bit for bit on CPU: a group's heads are trained in *blocks* of
 ``head_block`` heads (:data:`HEAD_BLOCK`; a pack pads its last block with copies of its first head,
-trained and thrown away). Every matrix product, reduction and optimiser update runs on one block's
-own tensors, whose shapes do not depend on the number of heads, so a head computes exactly the same
-operations on the same shapes in a pack of 1 or of 200. It matters: BLAS picks its kernel, and with
+trained and thrown away). Every matrix product (one batch entry of a group's batched product),
+reduction and optimiser update runs on one block's own slice, whose shape does not depend on the
+number of heads, so a head computes exactly the same operations on the same shapes in a pack of 1
+or of 200. It matters: BLAS picks its kernel, and with
 it the order of a sum, from the matrix sizes, and the odd ill-conditioned configuration (small
 gamma_neg, large shift) amplifies that last-bit difference into a 0.01 change of mAP after 500
 steps. The loss is the one call that spans blocks, each block one of its groups; its compiled loop
@@ -118,10 +119,11 @@ class PackHeads:
 
 
 class _Param:
-    """One tensor of a block and whether it is decayed.
+    """One tensor of a group's blocks, ``(blocks, *shape)``, and whether it is decayed.
 
-    Heads are the innermost index of every block tensor, so ``per_head`` views it as (rows, width)
-    for free: column t is head t's part of the parameter.
+    Heads are the innermost index, so ``per_head`` views it as (blocks, rows, width) for free:
+    ``[i, :, t]`` is head t of block i's part of the parameter, and ``[i]`` is block i's own
+    contiguous slice, the unit of every reduction (see :func:`clip_per_head`).
     """
 
     def __init__(self, tensor: Tensor, width: int, decay: bool) -> None:
@@ -129,35 +131,45 @@ class _Param:
         self.width = width
         self.decay = decay
 
+    @property
+    def blocks(self) -> int:
+        return self.tensor.shape[0]
+
     def per_head(self, tensor: Tensor) -> Tensor:
-        return tensor.view(-1, self.width)
+        return tensor.view(self.blocks, -1, self.width)
 
 
 @dataclass
-class _Block:
-    """``width`` heads of group ``group``: the unit every product, reduction and update runs on."""
+class _Group:
+    """Every block of one group (seed): its parameters, each stacked over the blocks."""
 
     group: int
     params: list[_Param]
 
 
 class StackedHeads:
-    """The blocks of ``linear`` or ``mlp`` heads of a pack (``PackHeads``) and their forward pass."""
+    """The blocks of ``linear`` or ``mlp`` heads of a pack (``PackHeads``) and their forward pass.
+
+    A group's blocks are one batch of a batched product (``baddbmm``): every block's product is
+    the same-shaped matrix product whatever the number of blocks (checked bit for bit by the
+    tests), one call for all of them (measured ~15 % faster than a product per block).
+    """
 
     def __init__(self, kind: str, dim: int, classes: int, hidden: int, heads: PackHeads, device: torch.device) -> None:
         self.kind, self.classes, self.width = kind, classes, heads.head_block
-        self.blocks: list[_Block] = []
+        self.groups: list[_Group] = []
         for group, seed in enumerate(heads.seeds):  # each group starts where the single-trial trainer starts
             seed_everything(seed)
             init = make_head(dim, classes, kind, hidden)
-            self.blocks += [_Block(group, self._block_params(init, device)) for _ in range(heads.blocks_per_group)]
-        self.block_groups = torch.tensor([block.group for block in self.blocks], device=device)
+            self.groups.append(_Group(group, self._group_params(init, heads.blocks_per_group, device)))
+        self.blocks = len(heads.seeds) * heads.blocks_per_group
 
-    def _block_params(self, init: nn.Module, device: torch.device) -> list[_Param]:
+    def _group_params(self, init: nn.Module, blocks: int, device: torch.device) -> list[_Param]:
         width = self.width
 
         def repeat(t: Tensor, *shape: int) -> Tensor:  # the group's initial value for each head, heads last
-            return t.detach().unsqueeze(-1).expand(*t.shape, width).reshape(*shape).contiguous().to(device)
+            heads = t.detach().unsqueeze(-1).expand(*t.shape, width).reshape(*shape)
+            return heads.unsqueeze(0).expand(blocks, *heads.shape).contiguous().to(device)
 
         linears = [m for m in init.modules() if isinstance(m, nn.Linear)]  # [Linear] or [Linear, Linear]
         first, last = linears[0], linears[-1]
@@ -174,23 +186,25 @@ class StackedHeads:
 
     @property
     def params(self) -> list[_Param]:
-        """Every block's tensors, block after block."""
-        return [p for block in self.blocks for p in block.params]
+        """Every group's tensors, group after group."""
+        return [p for group in self.groups for p in group.params]
 
     def __call__(self, x: Tensor) -> Tensor:
-        """Logits (blocks, batch, classes, width) for inputs (groups, batch, dim): the blocks are the loss
-        pack's groups, each block's slice contiguous (its gradient needs no copy)."""
-        return torch.stack([self._forward(block, x[block.group]) for block in self.blocks])
+        """Logits (blocks, batch, classes, width) for inputs (groups, batch, dim), groups' blocks in order:
+        the blocks are the loss pack's groups."""
+        logits = [self._forward(group, x[group.group]) for group in self.groups]
+        out = logits[0] if len(logits) == 1 else torch.cat(logits)
+        return out.view(self.blocks, x.shape[1], self.classes, self.width)
 
-    def _forward(self, block: _Block, x: Tensor) -> Tensor:
-        """One block's logits (batch, classes, width) for inputs (batch, dim)."""
-        batch = x.shape[0]
+    def _forward(self, group: _Group, x: Tensor) -> Tensor:
+        """One group's logits (blocks, batch, classes * width) for its inputs (batch, dim)."""
+        w, b = group.params[0].tensor, group.params[1].tensor
+        inputs = x.unsqueeze(0).expand(w.shape[0], *x.shape)  # every block reads the group's batch
         if self.kind == "linear":
-            w, b = (p.tensor for p in block.params)
-            return torch.addmm(b, x, w).view(batch, self.classes, self.width)
-        w1, b1, w2, b2 = (p.tensor for p in block.params)
-        h = torch.relu(torch.addmm(b1, x, w1)).view(batch, -1, self.width)
-        return torch.einsum("bht,hct->bct", h, w2) + b2
+            return torch.baddbmm(b, inputs, w)
+        w2, b2 = (p.tensor for p in group.params[2:])
+        h = torch.relu(torch.baddbmm(b, inputs, w)).view(w.shape[0], x.shape[0], -1, self.width)
+        return (torch.einsum("kbht,khct->kbct", h, w2) + b2).flatten(2)
 
 
 def train_pack(config: TrialConfig, dataset: Any, heads: PackHeads, device: torch.device) -> list[list[Any]]:
@@ -205,7 +219,7 @@ def train_pack(config: TrialConfig, dataset: Any, heads: PackHeads, device: torc
     x, y, mask = features.train.x, features.train.y, features.train.mask
     n, classes = x.shape[0], y.shape[1]
     model = StackedHeads(train.head, features.dim, classes, train.mlp_hidden, heads, device)
-    blocks = len(model.blocks)
+    blocks, per_group = model.blocks, heads.blocks_per_group
     loss_fn = create_loss_pack(heads.loss, heads.by_block(heads.loss_params)).to(device)
     batch_size = min(train.batch_size, n)
     steps_per_epoch = math.ceil(n / batch_size)
@@ -215,9 +229,15 @@ def train_pack(config: TrialConfig, dataset: Any, heads: PackHeads, device: torc
         assert heads.lr is not None and heads.weight_decay is not None
         lr = torch.tensor(heads.by_block(heads.lr), dtype=torch.float32, device=device)
         wd = torch.tensor(heads.by_block(heads.weight_decay), dtype=torch.float32, device=device)
-        rates = [(lr[i].view(1, width), wd[i].view(1, width)) for i, b in enumerate(model.blocks) for _ in b.params]
+        rates = [
+            (lr[rows].view(per_group, 1, width), wd[rows].view(per_group, 1, width))
+            for g, group in enumerate(model.groups)
+            for rows in [slice(g * per_group, (g + 1) * per_group)]
+            for _ in group.params
+        ]
     optimizer = _Optimizer(model.params, train, rates)
     orders = [torch.Generator().manual_seed(seed) for seed in heads.seeds]  # CPU: the same batches on every device
+    block_groups = torch.arange(groups, device=device).repeat_interleave(per_group)
     real = torch.zeros(blocks, width, dtype=torch.bool)  # the heads that are trials, not padding
     for g in range(groups):
         for t in range(heads.shape[1]):
@@ -236,8 +256,8 @@ def train_pack(config: TrialConfig, dataset: Any, heads: PackHeads, device: torc
         flat = permutation.view(-1)
         xs = x.index_select(0, flat).view(groups, n, -1)
         # the targets (and mask) of each block: its group's
-        ys = y.index_select(0, flat).view(groups, n, classes).index_select(0, model.block_groups)
-        ms = None if mask is None else mask.index_select(0, flat).view(groups, n, classes)[model.block_groups]
+        ys = y.index_select(0, flat).view(groups, n, classes).index_select(0, block_groups)
+        ms = None if mask is None else mask.index_select(0, flat).view(groups, n, classes)[block_groups]
         for start in range(0, n, batch_size):
             end = min(start + batch_size, n)
             with autocast(device, amp):
@@ -251,7 +271,7 @@ def train_pack(config: TrialConfig, dataset: Any, heads: PackHeads, device: torc
                 stopped_step.masked_fill_(newly, step)
                 stopped_value.copy_(torch.where(newly, values, stopped_value))
                 alive &= finite
-                optimizer.step(clip_per_head(model.blocks, grads, train.grad_clip), factor(step), step + 1)
+                optimizer.step(clip_per_head(model.groups, grads, train.grad_clip), factor(step), step + 1)
             step += 1
         if not bool((alive & real).any()):  # the one read-back per epoch: stop when every trial's head diverged
             break
@@ -312,19 +332,23 @@ class _Optimizer:
                 w.sub_(rate * (g + SGD_MOMENTUM * m))
 
 
-def clip_per_head(blocks: list[_Block], grads: Sequence[Tensor], max_norm: float | None) -> list[Tensor]:
-    """The gradients as per-head (rows, width) views, each head's scaled to a norm of at most ``max_norm``
-    over all of its parameters (``torch.nn.utils.clip_grad_norm_`` per head), block by block."""
-    params = [p for block in blocks for p in block.params]
+def clip_per_head(groups: list[_Group], grads: Sequence[Tensor], max_norm: float | None) -> list[Tensor]:
+    """The gradients as per-head (blocks, rows, width) views, each head's scaled to a norm of at most
+    ``max_norm`` over all of its parameters (``torch.nn.utils.clip_grad_norm_`` per head), block by block."""
+    params = [p for group in groups for p in group.params]
     # contiguous: the mlp's einsum hands back a permuted gradient, which the fused AdamW would misread
     views = [p.per_head(g.contiguous()) for p, g in zip(params, grads, strict=True)]
     if max_norm is None:
         return views
     clipped: list[Tensor] = []
-    for block in blocks:
-        mine = views[len(clipped) : len(clipped) + len(block.params)]
-        norm = torch.stack([g.square().sum(dim=0) for g in mine]).sum(dim=0).sqrt()
-        scale = (max_norm / (norm + CLIP_EPS)).clamp(max=1.0)
+    for group in groups:
+        mine = views[len(clipped) : len(clipped) + len(group.params)]
+        # One block at a time: a reduction over one block's contiguous slice sums in the same order
+        # whatever the number of blocks (over all blocks at once, torch may split the sum by threads).
+        norm = torch.stack(
+            [torch.stack([g[i].square().sum(dim=0) for g in mine]).sum(dim=0) for i in range(mine[0].shape[0])]
+        ).sqrt()
+        scale = (max_norm / (norm + CLIP_EPS)).clamp(max=1.0).unsqueeze(1)  # (blocks, 1, width)
         clipped += [g * scale for g in mine]
     return clipped
 

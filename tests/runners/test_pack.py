@@ -167,6 +167,24 @@ def test_the_result_does_not_depend_on_the_pack_bit_for_bit_at_full_size(full_si
     assert len({r.value for r in by_seed}) == 12
 
 
+def test_the_result_does_not_depend_on_the_number_of_threads(full_size_config):
+    """One worker with two threads or two workers with one (``--workers auto`` on a 2-core CPU): the
+    same results bit for bit, in a pack and alone, for a sweep and for a seed-noise study."""
+    trials = [PackTrial(p, seed=0) for p in ral_points(40)]
+    by_seed = [PackTrial({}, seed=s) for s in range(3)]
+    runs = {}
+    for threads in (1, 2):
+        config = dataclasses.replace(full_size_config, num_threads=threads)
+        runs[threads] = (
+            run_pack(config, "ral", trials)
+            + run_pack(config, "ral", trials[5:6])
+            + run_pack(config, "ral", by_seed, shared_seed=False)
+        )
+    assert len({r.value for r in runs[1]}) > 20
+    for a, b in zip(runs[1], runs[2], strict=True):
+        assert_identical(a, b)
+
+
 def test_the_result_does_not_depend_on_the_pack_bit_for_bit(tiny_config, prepared):
     """K = 1, 37 and 200 on the tiny data set; a trial's time is its share of the pack."""
     config = dataclasses.replace(tiny_config, train=TrainConfig(epochs=2, batch_size=64))
@@ -261,3 +279,9 @@ def test_auto_pack_size_on_cpu_and_for_finetune(tiny_config):
     assert auto_pack_size(tiny_config, 3, 96, 5, 100) == 3  # never more than what is left
     assert auto_pack_size(tiny_config, 0, 96, 5, 100) == 1
     assert auto_pack_size(dataclasses.replace(tiny_config, protocol="finetune"), 1000, 96, 5, 100) == 1
+    # a worker's share of what is left, in whole blocks of 16 heads: two workers split 200 trials 112 + 88
+    # (7 and 6 blocks: the second takes 48, then 32, then the last 8), never more than what is left
+    share = [auto_pack_size(tiny_config, n, 96, 5, 100, workers=2) for n in (200, 88, 40, 8, 1000)]
+    assert share == [112, 48, 32, 8, CPU_PACK_SIZE]
+    assert auto_pack_size(tiny_config, 30, 96, 5, 100, workers=3) == 16
+    assert auto_pack_size(tiny_config, 5, 96, 5, 100, workers=4) == 5

@@ -136,3 +136,29 @@ def test_an_argparse_error_is_one_usage_line_and_the_error(tmp_path, cli):
     result = cli(["--loss", "asl", "--trials", "x"], tmp_path)
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 2
     assert "argument --trials: invalid int value: 'x'" in result.stderr
+    for flag in ("--workers", "--pack-size"):
+        for bad in ("0", "two"):
+            result = cli(["--loss", "asl", "--trials", "3", flag, bad], tmp_path)
+            assert result.returncode == 2 and len(result.stderr.splitlines()) == 2
+            assert f"argument {flag}: expected a positive integer or auto, got '{bad}'" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_workers_auto_is_one_single_threaded_worker_per_cpu_core_and_one_per_gpu():
+    from study.config import ExecutionConfig, available_cores
+    from study.run import options_from_args
+
+    def execution(*flags):
+        return options_from_args(build_parser().parse_args(["--loss", "ral", "--trials", "3", *flags])).execution
+
+    cores = available_cores()
+    assert execution("--devices", "cpu").slots() == ["cpu"] * cores  # the default: auto
+    assert execution("--devices", "cpu", "--workers", "auto").slots(threads=2) == ["cpu"] * max(1, cores // 2)
+    assert execution("--devices", "cpu", "--workers", "3").slots() == ["cpu"] * 3
+    assert execution("--devices", "cpu", "--sampler", "tpe").slots() == ["cpu"]  # tpe: one in all
+    assert execution("--devices", "cpu", "--sampler", "tpe", "--workers", "2").slots() == ["cpu"] * 2
+    auto = ExecutionConfig(devices=("cuda:0", "cuda:1", "cpu"), workers=None)
+    assert auto.slots() == ["cuda:0", "cuda:1", *["cpu"] * cores]
+    assert ExecutionConfig(devices=("cuda:0", "cuda:1"), workers=2).slots() == ["cuda:0"] * 2 + ["cuda:1"] * 2
+    with pytest.raises(ValueError, match="--workers"):
+        ExecutionConfig(workers=0)

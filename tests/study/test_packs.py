@@ -37,7 +37,7 @@ def test_sigkill_mid_pack_fails_the_whole_pack_and_each_trial_is_retried_once(ba
     url = store_url(backend, tmp_path, request)
     name = "asl-synthetic-linear-probe-full"
     folder, env = gate(tmp_path)  # every trial waits until the kill has landed
-    args = ["--loss", "asl", "--trials", "6", "--pack-size", "4", "--storage", url, *tiny]
+    args = ["--loss", "asl", "--trials", "6", "--workers", "1", "--pack-size", "4", "--storage", url, *tiny]
     proc = start(args, tmp_path, env=env)
     watch = StoreWatch(tmp_path / "store.db", name) if backend == "sqlite" else Watch(url, name)
     try:

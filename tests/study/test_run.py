@@ -6,6 +6,9 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 from collections import Counter
 from datetime import datetime
@@ -59,7 +62,9 @@ def load(url, name):
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_three_workers_finish_exactly_n_trials(backend, tmp_path, request, cli, tiny):
     url = f"sqlite:///{tmp_path / 'store.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
-    result = cli(["--loss", "ral", "--trials", "6", "--workers", "3", "--storage", url, *tiny], tmp_path)
+    # Packs of 2: an auto pack takes a worker's share in whole blocks of 16, all 6 trials at once here.
+    args = ["--loss", "ral", "--trials", "6", "--workers", "3", "--pack-size", "2", "--storage", url, *tiny]
+    result = cli(args, tmp_path)
     assert result.returncode == 0, result.stderr
     study = load(url, "ral-synthetic-linear-probe-full")
     trials = study.get_trials()
@@ -82,7 +87,7 @@ def test_three_workers_finish_exactly_n_trials(backend, tmp_path, request, cli, 
         assert password not in json.dumps(study.user_attrs)
     else:
         # The same command again has nothing left to do and adds nothing.
-        again = cli(["--loss", "ral", "--trials", "6", "--workers", "3", "--storage", url, *tiny], tmp_path)
+        again = cli(args, tmp_path)
         assert again.returncode == 0 and "nothing to run" in again.stderr
         assert len(load(url, "ral-synthetic-linear-probe-full").get_trials()) == 6
 
@@ -354,3 +359,40 @@ def test_the_worker_server_starts_in_the_background_and_stops_at_once():
     start_worker_server()  # a later run starts a new one
     assert forkserver._forkserver._forkserver_pid not in (None, pid)
     stop_worker_server()
+
+
+def test_the_worker_servers_imports_never_ask_cuda_anything():
+    # A process that has asked the CUDA driver anything (even torch.cuda.is_available()) cannot hand
+    # CUDA to the workers it forks: the fork server's imports must stay clear of it.
+    from study.runner import WORKER_MODULES
+
+    root = Path(__file__).resolve().parents[2]
+    probe = textwrap.dedent(
+        f"""
+        import torch
+        asked = []
+        count = torch._C._cuda_getDeviceCount
+        def spy(*args):
+            asked.append(1)
+            return count(*args)
+        torch._C._cuda_getDeviceCount = spy
+        torch.cuda._lazy_init = lambda: asked.append(1)
+        for module in {WORKER_MODULES!r}:
+            __import__(module)
+        print(len(asked))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=root, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "0"
+    # and the probe sees a module that does ask
+    result = subprocess.run(
+        [sys.executable, "-c", probe.replace(f"{WORKER_MODULES!r}", "['torch.utils.cpp_extension']")],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=600,
+        env={**os.environ, "CUDA_HOME": str(root)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] != "0"
