@@ -155,7 +155,8 @@ def _with_train(config: TrialConfig, trial: PackTrial) -> TrialConfig:
 # default 200-trial study end to end (``python -m benchmarks.study``, before the fork server's
 # start moved first): 31.8 s at K = 32, 29.4 s at 64, 28.0 s at 128. Larger packs gain little more
 # and hold their results (and the progress bar) back for longer. Whole blocks of heads
-# (``runners.protocols.pack.HEAD_BLOCK`` = 16): a pack of 50 trains 64 heads.
+# (``runners.protocols.pack.HEAD_BLOCK`` = 16): a pack of 50 trains 64 heads. Since blocks cost the
+# same in any pack, the cap matters less than a worker's share: two workers split 200 trials 112 + 88.
 CPU_PACK_SIZE = 128
 CUDA_MEMORY_SHARE = 0.5  # of the free device memory a pack may plan to use
 MAX_PACK_SIZE = 1024

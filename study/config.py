@@ -241,24 +241,37 @@ class ExecutionConfig:
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"--workers must be a positive integer or auto, got {self.workers}")
 
-    def slots(self, threads: int | None = None) -> list[str]:
+    def slots(self, threads: int | None = None, worker_bytes: int | None = None) -> list[str]:
         """The device of each worker process.
 
         ``workers`` per device, or auto: one per GPU, and on ``cpu`` one per core, or per ``threads``
-        cores when each worker is given that many threads. Why one-threaded workers on a CPU: a pack's
+        cores when each worker is given that many threads, and no more than half the machine's memory
+        holds at ``worker_bytes`` a worker (``runners.Prepared.worker_memory_bytes``: the embeddings
+        of a large data set are a private copy in each). Why one-threaded workers on a CPU: a pack's
         products are small (256 x 1024 by 1024 x 416 per block), where one BLAS thread per core runs
         near the core's peak and two threads on one product do not (measured on 2 cores: the default
         study ~11 % faster as 2 workers x 1 thread than 1 x 2), and single-threaded stretches (start-up,
         scoring, the store) of one worker overlap the other's training. Results do not change: a head
-        computes the same whatever the threads (tests/study/test_packs.py).
+        computes the same whatever the threads (tests/runners/test_pack.py).
         """
         out = []
         for device in self.devices:
             count = self.workers
-            if count is None:
-                count = max(1, available_cores() // max(1, threads or 1)) if device == "cpu" else 1
+            if count is None and device == "cpu":
+                count = available_cores() // max(1, threads or 1)
+                if worker_bytes:
+                    count = min(count, physical_memory() // 2 // worker_bytes)
+            count = max(1, count or 1)
             out += [device] * count
         return out
+
+
+def physical_memory() -> int:
+    """The machine's memory in bytes (a large number where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return 1 << 60
 
 
 def available_cores() -> int:

@@ -383,7 +383,7 @@ def run(options: RunOptions) -> int:
 
     for plan in plans:
         study = create_or_load(storage, plan, attrs[plan.name], url)
-        slots = execution.slots(plan.config.trial.num_threads)
+        slots = execution.slots(plan.config.trial.num_threads, prepared.worker_memory_bytes())
         summary, outcome = run_plan(plan, url, storage, study, slots, execution)
         print(summary.render())
         print(f"{'store':<26}  {redact(url)}")

@@ -271,6 +271,14 @@ def test_per_head_clipping_and_mlp_heads_do_not_depend_on_the_pack(tiny_config, 
         assert abs(result.value - reference_train(config, prepared.dataset, "ral", trial.loss_params, 6)) <= TOL
 
 
+def test_a_workers_memory_is_its_runtime_and_its_copy_of_the_embeddings(prepared):
+    from runners.trial import WORKER_BASE_BYTES
+
+    rows = sum(len(split) for split in prepared.dataset.splits.values())
+    assert prepared.feature_dim and rows > 100
+    assert prepared.worker_memory_bytes() == WORKER_BASE_BYTES + 8 * rows * prepared.feature_dim
+
+
 def test_auto_pack_size_on_cpu_and_for_finetune(tiny_config):
     from runners.packs import CPU_PACK_SIZE, auto_pack_size
 

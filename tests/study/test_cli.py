@@ -145,7 +145,7 @@ def test_an_argparse_error_is_one_usage_line_and_the_error(tmp_path, cli):
 
 
 def test_workers_auto_is_one_single_threaded_worker_per_cpu_core_and_one_per_gpu():
-    from study.config import ExecutionConfig, available_cores
+    from study.config import ExecutionConfig, available_cores, physical_memory
     from study.run import options_from_args
 
     def execution(*flags):
@@ -160,5 +160,11 @@ def test_workers_auto_is_one_single_threaded_worker_per_cpu_core_and_one_per_gpu
     auto = ExecutionConfig(devices=("cuda:0", "cuda:1", "cpu"), workers=None)
     assert auto.slots() == ["cuda:0", "cuda:1", *["cpu"] * cores]
     assert ExecutionConfig(devices=("cuda:0", "cuda:1"), workers=2).slots() == ["cuda:0"] * 2 + ["cuda:1"] * 2
+    # and no more workers than half the memory holds
+    half = physical_memory() // 2
+    assert ExecutionConfig(workers=None).slots(worker_bytes=half // 2) == ["cpu"] * min(cores, 2)
+    assert ExecutionConfig(workers=None).slots(worker_bytes=2 * half) == ["cpu"]  # at least one
+    assert ExecutionConfig(workers=None).slots(worker_bytes=1) == ["cpu"] * cores
+    assert ExecutionConfig(workers=3).slots(worker_bytes=2 * half) == ["cpu"] * 3  # a count given is kept
     with pytest.raises(ValueError, match="--workers"):
         ExecutionConfig(workers=0)
