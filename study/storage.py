@@ -17,7 +17,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 import sqlalchemy
@@ -42,6 +42,7 @@ POSTGRES_CONNECT_TIMEOUT_S = 10
 POSTGRES_DRIVER = "postgresql+psycopg"
 # Opens of a fresh store that may lose the race to create it to other processes (see _lost_first_open_race).
 FIRST_OPEN_ATTEMPTS = 10
+_T = TypeVar("_T")
 
 # Optuna 4.9 renamed failed_trial_callback (deprecated since) to heartbeat_stale_trial_callback.
 _STALE_CALLBACK_ARG = (
@@ -236,29 +237,40 @@ def open_storage(
                     _enable_wal(engine)
             finally:
                 engine.dispose()
-        attempt = 1
-        while True:
-            try:
-                with warnings.catch_warnings():
-                    # Heartbeats are "experimental" in Optuna; lossweep relies on them deliberately.
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return optuna.storages.RDBStorage(
-                        rendered,
-                        engine_kwargs=engine_kwargs,
-                        heartbeat_interval=heartbeat_interval,
-                        grace_period=grace_period,
-                        skip_table_creation=read_only,
-                        **{_STALE_CALLBACK_ARG: failed_trial_callback},  # type: ignore[arg-type]  # name varies by Optuna version
-                    )
-            except sqlalchemy.exc.DBAPIError as exc:
-                if attempt == FIRST_OPEN_ATTEMPTS or not _lost_first_open_race(exc):
-                    raise
-            time.sleep(0.05 * attempt)  # the winner is writing the rest; open again after it
-            attempt += 1
+
+        def open_once() -> optuna.storages.RDBStorage:
+            with warnings.catch_warnings():
+                # Heartbeats are "experimental" in Optuna; lossweep relies on them deliberately.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    rendered,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    skip_table_creation=read_only,
+                    **{_STALE_CALLBACK_ARG: failed_trial_callback},  # type: ignore[arg-type]  # name varies by Optuna version
+                )
+
+        return _again_after_a_race(open_once, _lost_first_open_race)
     except UsageError:
         raise
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError, OSError) as exc:
         raise UsageError(f"cannot open the study store at {shown}: {_short_reason(exc, parsed)}") from None
+
+
+def _again_after_a_race(action: Callable[[], _T], lost_race: Callable[[sqlalchemy.exc.DBAPIError], bool]) -> _T:
+    """``action()``, done again (at most :data:`FIRST_OPEN_ATTEMPTS` times, waiting a little longer each
+    time) while it fails with a database error ``lost_race`` says another process caused by getting
+    there first: the winner is finishing what it started, so the next try finds it done."""
+    attempt = 1
+    while True:
+        try:
+            return action()
+        except sqlalchemy.exc.DBAPIError as exc:
+            if attempt == FIRST_OPEN_ATTEMPTS or not lost_race(exc):
+                raise
+        time.sleep(0.05 * attempt)
+        attempt += 1
 
 
 def _lost_first_open_race(exc: sqlalchemy.exc.DBAPIError) -> bool:
@@ -281,15 +293,14 @@ def _enable_wal(engine: sqlalchemy.engine.Engine) -> None:
     memory between processes: it works on local disks, not on network file systems (use PostgreSQL
     across machines).
     """
-    for attempt in range(1, FIRST_OPEN_ATTEMPTS + 1):
-        try:
-            with engine.connect() as conn:
-                if conn.exec_driver_sql("PRAGMA journal_mode").scalar() != "wal":
-                    conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-                return
-        except sqlalchemy.exc.OperationalError as exc:
-            # The switch needs the file to itself and does not wait on the busy timeout: another
-            # process opening the new file at the same moment has it. Look again once it is done.
-            if attempt == FIRST_OPEN_ATTEMPTS or "locked" not in str(exc.orig):
-                raise
-            time.sleep(0.05 * attempt)
+
+    def switch() -> None:
+        with engine.connect() as conn:
+            if conn.exec_driver_sql("PRAGMA journal_mode").scalar() != "wal":
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+    # The switch needs the file to itself and does not wait on the busy timeout: another process
+    # opening the new file at the same moment has it. Look again once it is done.
+    _again_after_a_race(
+        switch, lambda exc: isinstance(exc, sqlalchemy.exc.OperationalError) and "locked" in str(exc.orig)
+    )
