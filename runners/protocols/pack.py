@@ -227,14 +227,12 @@ def train_pack(config: TrialConfig, dataset: Any, heads: PackHeads, device: torc
     rates = None
     if heads.per_head_rates:
         assert heads.lr is not None and heads.weight_decay is not None
-        lr = torch.tensor(heads.by_block(heads.lr), dtype=torch.float32, device=device)
-        wd = torch.tensor(heads.by_block(heads.weight_decay), dtype=torch.float32, device=device)
-        rates = [
-            (lr[rows].view(per_group, 1, width), wd[rows].view(per_group, 1, width))
-            for g, group in enumerate(model.groups)
-            for rows in [slice(g * per_group, (g + 1) * per_group)]
-            for _ in group.params
-        ]
+        # (groups, blocks, 1, width): group g's rows broadcast over each of its (blocks, rows, width) tensors
+        lr, wd = (
+            torch.tensor(heads.by_block(table), dtype=torch.float32, device=device).view(groups, per_group, 1, width)
+            for table in (heads.lr, heads.weight_decay)
+        )
+        rates = [(lr[g], wd[g]) for g, group in enumerate(model.groups) for _ in group.params]
     optimizer = _Optimizer(model.params, train, rates)
     orders = [torch.Generator().manual_seed(seed) for seed in heads.seeds]  # CPU: the same batches on every device
     block_groups = torch.arange(groups, device=device).repeat_interleave(per_group)
