@@ -69,7 +69,8 @@ class Design:
     sampler: str
     seed: int
     n_trials: int
-    _sobol: np.ndarray | None = field(default=None, init=False, repr=False)
+    # The qmc rows when another process has drawn them (:meth:`sobol_rows`); drawn on first use otherwise.
+    sobol: np.ndarray | None = field(default=None, repr=False, compare=False)
     _grid: list[dict[str, float]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -77,6 +78,19 @@ class Design:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if self.sampler == "grid":
             check_grid_budget(self.space, self.n_trials)
+        if self.sobol is not None and (self.sobol.ndim != 2 or self.sobol.shape[1] != self.space.dim):
+            raise ValueError(f"sobol rows must be shaped (n, {self.space.dim}), got {self.sobol.shape}")
+
+    def sobol_rows(self) -> np.ndarray | None:
+        """The Sobol rows behind every qmc point of the budget (None for the other samplers).
+
+        Why: drawing them imports scipy.stats (~0.8 s). The parent process draws them while the
+        workers' fork server is still importing torch, and hands them to the workers' designs.
+        """
+        if self.sampler != "qmc" or self.space.dim == 0:
+            return None
+        self._sobol_row(self.n_trials - 1)
+        return self.sobol
 
     def point(self, k: int) -> dict[str, float] | None:
         """Parameter values of index ``k``; None where the adaptive sampler (``tpe``) must propose."""
@@ -97,10 +111,10 @@ class Design:
     def _sobol_row(self, k: int) -> np.ndarray:
         # A scrambled Sobol sequence is prefix-stable: the first 2**m rows do not depend on how many
         # are drawn, so row k depends on (seed, k) only and raising --trials on resume keeps rows.
-        if self._sobol is None or k >= len(self._sobol):
+        if self.sobol is None or k >= len(self.sobol):
             from scipy.stats import qmc
 
             m = max(1, math.ceil(math.log2(max(k + 1, self.n_trials, 2))))
-            self._sobol = qmc.Sobol(self.space.dim, scramble=True, seed=self.seed).random_base2(m)
-        row = np.clip(self._sobol[k], 0.0, 1.0)
+            self.sobol = qmc.Sobol(self.space.dim, scramble=True, seed=self.seed).random_base2(m)
+        row = np.clip(self.sobol[k], 0.0, 1.0)
         return row

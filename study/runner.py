@@ -21,72 +21,18 @@ from optuna.trial import TrialState
 
 from .claims import INTERRUPTED, Ledger, fail_stale, read_ledger
 from .config import ExecutionConfig, available_cores
+from .design import Design
 from .logs import logger
 from .planning import Plan
 from .progress import Progress
 from .storage import redact
 from .summary import Summary
 from .trial_store import write_result
+from .worker_server import worker_context
 
 PROG = "python -m study.run"
 MAX_RESTARTS = 3  # per device slot: restarts of a worker that died without reporting an error
 EVENT_POLL_S = 0.1  # how often the parent looks at its workers while no event comes (a worker's exit, the timeout)
-# What a worker imports before its first trial; the fork server imports it once, see worker_context.
-# The last two are what a pack's first step loads: torch.optim's optimisers import dynamo when built,
-# and the loss library loads through inductor (~2 s, once per worker otherwise). Never a module that
-# asks CUDA anything on import (torch.utils.cpp_extension does): a forked worker could not use CUDA.
-WORKER_MODULES = [
-    "study.worker",
-    "runners.trial",
-    "runners.packs",
-    "runners.protocols.pack",
-    "scipy.stats",
-    "torch._dynamo",
-    "torch._inductor.package",
-]
-
-
-def worker_context() -> Any:  # a multiprocessing context: ForkServerContext or SpawnContext
-    """How worker processes start: forked from a fork server that has imported the worker's modules.
-
-    Why: a spawned worker spent ~2 s importing torch and scipy before its first claim (~4 s with
-    torch's compiler stack, before its first step), and the parent the same before starting it; the
-    fork server (started by :func:`start_worker_server` as the run begins) imports them while the
-    parent prepares the data, and each worker then starts in milliseconds. It is safe for CUDA: the
-    server imports torch but never initialises CUDA, so every worker initialises its own. Where there
-    is no fork server (Windows), workers are spawned.
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    return multiprocessing.get_context("forkserver")
-
-
-def stop_worker_server() -> None:
-    """End the fork server at once, once the run's workers are gone.
-
-    Why: left to itself it exits when the parent does, through a full interpreter shutdown with
-    torch loaded (~1.5 s), and it holds the run's stdout and stderr until then, so a pipeline
-    (``study.run ... | tee log``, a benchmark's captured output) waited that long after the summary.
-    The stdlib has no public call for this; where its attribute is missing the server exits as usual.
-    """
-    from multiprocessing import forkserver
-
-    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
-    if isinstance(pid, int):
-        try:
-            os.kill(pid, signal.SIGTERM)  # the server's default SIGTERM action: end without clean-up
-        except OSError:
-            pass
-
-
-def start_worker_server() -> None:
-    """Start the fork server now, in the background, so its imports overlap the parent's start-up."""
-    context = worker_context()
-    if context.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        context.set_forkserver_preload(WORKER_MODULES)
-        forkserver.ensure_running()
 
 
 def threads_per_worker(n_workers: int) -> int:
@@ -108,6 +54,8 @@ class Runner:
         self.plan, self.url, self.storage, self.study, self.execution = plan, url, storage, study, execution
         self.slots = slots
         self.study_id = storage.get_study_id_from_name(plan.name)
+        c = plan.config
+        self.sobol_rows = Design(plan.space, c.sampler, c.seed, c.n_trials).sobol_rows()  # once, for every worker
         self.context = worker_context()
         self.events = self.context.Queue()
         self.stop = self.context.Event()
@@ -145,6 +93,7 @@ class Runner:
             grace_period=self.execution.grace_period,
             pack_size=self.execution.pack_size,
             local_workers=len(self.slots),
+            sobol_rows=self.sobol_rows,
         )
 
     def start(self, slot: int) -> None:
@@ -197,11 +146,17 @@ class Runner:
                 return
 
     def count_finished(self, progress: Progress) -> None:
-        """Advance the bar to the store's count of finished trials, once per burst of finish events."""
+        """Advance the bar to the store's count of finished trials, once per burst of finish events.
+
+        Once nothing is left to run or running anywhere, ``stop`` tells the workers still waiting for
+        a retry to exit now rather than at their next look at the store.
+        """
         if self.count_due:
             self.count_due = False
             ledger = self.ledger()
             progress.update(ledger.n_finished() + len(ledger.exhausted()))
+            if ledger.next_free() is None and not ledger.held_by_others():
+                self.stop.set()
 
     def check_processes(self, progress: Progress) -> bool:
         """Restart workers that died without an error report; False once none is alive."""

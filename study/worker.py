@@ -1,6 +1,6 @@
 """One worker process: claim a design index, train it, store the result, until the budget is spent.
 
-Workers are forked from a fork server that never initialises CUDA (``study.runner.worker_context``;
+Workers are forked from a fork server that never initialises CUDA (``study.worker_server.worker_context``;
 spawned where there is none) and import ``runners``, and with it torch, only here. They report to
 the parent through a queue of plain dicts (the parent draws the progress bar and prints the log
 lines); the store itself is the only shared state, so the same loop runs
@@ -65,6 +65,7 @@ class WorkerSpec:
     grace_period: int
     pack_size: int | None = 1  # trials claimed and trained together; None: auto (runners.packs.auto_pack_size)
     local_workers: int = 1  # workers of this run on this machine: an auto pack takes at most its share
+    sobol_rows: Any = None  # the qmc design's rows as the parent drew them (Design.sobol_rows); None: draw them
 
 
 class Heartbeat:
@@ -113,7 +114,7 @@ class Worker:
         self.claimer = Claimer(
             self.storage,
             self.study,
-            Design(self.space, spec.sampler, spec.seed, spec.n_trials),
+            Design(self.space, spec.sampler, spec.seed, spec.n_trials, sobol=spec.sobol_rows),
             max_retries=spec.max_retries,
             identity=f"{socket.gethostname()}:{os.getpid()}",
         )
@@ -147,15 +148,15 @@ class Worker:
     def run(self) -> None:
         import runners  # torch: only in worker processes
 
-        # Short: a waiting worker only re-checks whether a held index failed; the check is cheap, and
-        # a long sleep would keep the study open after its last trial finished.
+        # Short: a waiting worker only re-checks whether a held index failed; the check is cheap. The
+        # parent sets ``stop`` once nothing is left to run, which ends the wait at once.
         poll = max(0.2, min(1.0, self.spec.grace_period / 4))
         while not self.should_stop():
             claims = self.claimer.claim_pack(self.pack_size(runners))
             if isinstance(claims, Ledger):
                 if not claims.held_by_others():
                     break  # every index is finished or exhausted
-                time.sleep(poll)  # a held index may still fail (or go stale) and need a retry
+                self.stop.wait(poll)  # a held index may still fail (or go stale) and need a retry
                 continue
             self.execute(runners, claims)
 

@@ -8,6 +8,7 @@ exactly one trial and no trial may be created beyond the budget.
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -38,6 +39,35 @@ def test_qmc_points_depend_on_seed_and_index_only():
     for p in points:
         for spec in space.params:
             assert spec.low <= p[spec.name] <= spec.high
+
+
+def test_qmc_rows_drawn_in_another_process_give_the_same_points():
+    # The parent draws the rows once and hands them to its workers (Design.sobol_rows): a worker's
+    # design must give exactly the points of one that draws its own, in a process without scipy.stats.
+    space = get_space("ral", "full")
+    rows = Design(space, "qmc", seed=3, n_trials=37).sobol_rows()
+    assert rows is not None and rows.shape == (64, space.dim)  # the whole power of 2 the budget lies in
+    probe = textwrap.dedent(
+        """
+        import pickle, sys
+        from search_spaces import get_space
+        from study.design import Design
+        rows = pickle.loads(sys.stdin.buffer.read())
+        design = Design(get_space("ral", "full"), "qmc", seed=3, n_trials=37, sobol=rows)
+        print([design.point(k) for k in range(37)])
+        print("scipy.stats" in sys.modules)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], input=pickle.dumps(rows), capture_output=True, cwd=ROOT, timeout=600
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    points, scipy_imported = result.stdout.decode().splitlines()
+    assert points == repr([Design(space, "qmc", seed=3, n_trials=37).point(k) for k in range(37)])
+    assert scipy_imported == "False"
+    assert Design(space, "random", seed=3, n_trials=37).sobol_rows() is None
+    with pytest.raises(ValueError, match="sobol rows must be shaped"):
+        Design(space, "qmc", seed=3, n_trials=37, sobol=rows[:, :2])
 
 
 def test_qmc_covers_the_cube_evenly():

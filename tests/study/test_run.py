@@ -86,6 +86,8 @@ def test_three_workers_finish_exactly_n_trials(backend, tmp_path, request, cli, 
         assert password and password not in result.stdout + result.stderr  # the store URL is shown redacted
         assert password not in json.dumps(study.user_attrs)
     else:
+        # Closed before the process ended: SQLite folded the write-ahead log back into the file.
+        assert not (tmp_path / "store.db-wal").exists()
         # The same command again has nothing left to do and adds nothing.
         again = cli(args, tmp_path)
         assert again.returncode == 0 and "nothing to run" in again.stderr
@@ -340,7 +342,7 @@ def test_conflicting_settings_are_refused_and_the_study_is_left_alone(bce_store,
 def test_the_worker_server_starts_in_the_background_and_stops_at_once():
     from multiprocessing import forkserver
 
-    from study.runner import start_worker_server, stop_worker_server, worker_context
+    from study.worker_server import start_worker_server, stop_worker_server, worker_context
 
     if worker_context().get_start_method() != "forkserver":
         pytest.skip("no fork server on this platform: workers are spawned")
@@ -364,7 +366,7 @@ def test_the_worker_server_starts_in_the_background_and_stops_at_once():
 def test_the_worker_servers_imports_never_ask_cuda_anything():
     # A process that has asked the CUDA driver anything (even torch.cuda.is_available()) cannot hand
     # CUDA to the workers it forks: the fork server's imports must stay clear of it.
-    from study.runner import WORKER_MODULES
+    from study.worker_server import WORKER_MODULES
 
     root = Path(__file__).resolve().parents[2]
     probe = textwrap.dedent(
