@@ -83,11 +83,17 @@ T = TypeVar("T", bound=TrialLike)
 
 @dataclass(frozen=True)
 class TrialRow:
-    """The part of a trial the ledger needs; duck-types the FrozenTrial fields it reads."""
+    """The part of a trial the ledger needs; duck-types the FrozenTrial fields it reads.
+
+    ``value`` is the objective where it was read (``ledger_rows(values=True)``); ``params`` stay
+    empty: no ledger reads them.
+    """
 
     number: int
     state: TrialState
     user_attrs: dict[str, Any] = field(default_factory=dict)
+    value: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def is_diverged(trial: TrialLike) -> bool:
@@ -159,32 +165,46 @@ class Ledger(Generic[T]):
         return any(k < self.n_trials for k in self.running)
 
 
-def ledger_rows(storage: optuna.storages.BaseStorage, study_id: int) -> list[TrialRow]:
-    """Every trial of the study with its state and the :data:`LEDGER_ATTRS` it has.
+def ledger_rows(storage: optuna.storages.BaseStorage, study_id: int, *, values: bool = False) -> list[TrialRow]:
+    """Every trial of the study with its state and the :data:`LEDGER_ATTRS` it has (and its value: ``values``).
 
-    One query through Optuna's models where possible: the claim runs under the lock before each
-    trial, and ``get_all_trials`` loads every attribute and per-class list (0.1 s at 200 trials).
+    One query (two with ``values``) through Optuna's models where possible: the claim runs under the
+    lock before each pack, and ``get_all_trials`` loads every attribute and per-class list (0.1 s
+    at 200 trials, ~0.3 s when the trials hold their results).
     """
     if not has_fast_path(storage):
         return [
-            TrialRow(t.number, t.state, {k: t.user_attrs[k] for k in LEDGER_ATTRS if k in t.user_attrs})
+            TrialRow(
+                t.number,
+                t.state,
+                {k: t.user_attrs[k] for k in LEDGER_ATTRS if k in t.user_attrs},
+                value=t.value if values else None,
+            )
             for t in storage.get_all_trials(study_id, deepcopy=False)
         ]
     import sqlalchemy
 
     assert isinstance(storage, optuna.storages.RDBStorage)
     models: Any = rdb_models()
-    trials, attrs = models.TrialModel, models.TrialUserAttributeModel
+    trials, attrs, objectives = models.TrialModel, models.TrialUserAttributeModel, models.TrialValueModel
     query = (
         sqlalchemy.select(trials.number, trials.state, attrs.key, attrs.value_json)
         .select_from(trials)
         .outerjoin(attrs, sqlalchemy.and_(attrs.trial_id == trials.trial_id, attrs.key.in_(LEDGER_ATTRS)))
         .where(trials.study_id == study_id)
     )
+    value_query = (
+        sqlalchemy.select(trials.number, objectives.value, objectives.value_type)
+        .join(objectives, objectives.trial_id == trials.trial_id)
+        .where(trials.study_id == study_id, objectives.objective == 0)
+    )
     rows: dict[int, TrialRow] = {}
     with session(storage) as s:
+        stored = (
+            {n: objectives.stored_repr_to_value(v, kind) for n, v, kind in s.execute(value_query)} if values else {}
+        )
         for number, state, key, value_json in s.execute(query):
-            row = rows.setdefault(number, TrialRow(number, state, {}))
+            row = rows.setdefault(number, TrialRow(number, state, {}, value=stored.get(number)))
             if key is not None:
                 row.user_attrs[key] = json.loads(value_json)
     return [rows[n] for n in sorted(rows)]

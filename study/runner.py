@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .claims import INTERRUPTED, Ledger, fail_stale, read_ledger
+from .claims import INTERRUPTED, Ledger, fail_stale, ledger_rows, read_ledger
 from .config import ExecutionConfig, available_cores
 from .design import Design
 from .logs import logger
@@ -253,7 +253,8 @@ def run_plan(
     """Run one study to its budget; returns its summary and how it ended."""
     config = plan.config
     fail_stale(study)
-    ledger = Ledger.from_trials(study.get_trials(deepcopy=False), config.n_trials, config.max_retries)
+    study_id = storage.get_study_id_from_name(plan.name)
+    ledger = Ledger.from_trials(ledger_rows(storage, study_id, values=True), config.n_trials, config.max_retries)
     done = ledger.n_finished() + len(ledger.exhausted())
     best = max((t.value for t in ledger.finished.values() if t.value is not None), default=None)
     outcome = "complete"
@@ -278,7 +279,7 @@ def run_plan(
             outcome = "timeout"
         elif runner.fatal and len(runner.fatal) == len(slots):
             outcome = "error: " + next(iter(runner.fatal.values()))
-    summary = Summary.from_trials(plan.name, study.get_trials(deepcopy=False), config.n_trials, config.max_retries)
+    summary = Summary.read(storage, plan.name, config.n_trials, config.max_retries)
     if outcome == "complete" and summary.finished + len(summary.failed_indices) < config.n_trials:
         outcome = "incomplete"
     return summary, outcome

@@ -10,11 +10,21 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from optuna.trial import FrozenTrial, TrialState
+import optuna
+from optuna.trial import TrialState
 
-from .claims import Ledger
+from .claims import Ledger, TrialLike, ledger_rows
+
+
+class ScoredTrial(TrialLike, Protocol):
+    """What the summary reads of a trial: an Optuna FrozenTrial, or a :class:`TrialRow` with its value."""
+
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
 
 
 def format_params(params: dict[str, Any]) -> str:
@@ -38,7 +48,7 @@ class Summary:
     best_number: int | None = None
 
     @classmethod
-    def from_trials(cls, study_name: str, trials: Sequence[FrozenTrial], n_trials: int, max_retries: int) -> Summary:
+    def from_trials(cls, study_name: str, trials: Sequence[ScoredTrial], n_trials: int, max_retries: int) -> Summary:
         ledger = Ledger.from_trials(trials, n_trials, max_retries)
         finished = [t for k, t in ledger.finished.items() if k < n_trials]
         complete = [(t, float(t.value)) for t in finished if t.state == TrialState.COMPLETE and t.value is not None]
@@ -57,6 +67,18 @@ class Summary:
             best_params={} if best is None else dict(best[0].params),
             best_number=None if best is None else best[0].number,
         )
+
+    @classmethod
+    def read(cls, storage: optuna.storages.BaseStorage, study_name: str, n_trials: int, max_retries: int) -> Summary:
+        """The summary of the study as stored, from its ledger rows and values and the best trial's
+        parameters: what :meth:`from_trials` reads, without loading every trial's results (~0.3 s
+        at 200 trials, seconds at thousands)."""
+        study_id = storage.get_study_id_from_name(study_name)
+        summary = cls.from_trials(study_name, ledger_rows(storage, study_id, values=True), n_trials, max_retries)
+        if summary.best_number is not None:
+            best = storage.get_trial_id_from_study_id_trial_number(study_id, summary.best_number)
+            summary.best_params = dict(storage.get_trial(best).params)
+        return summary
 
     @property
     def finished(self) -> int:

@@ -13,6 +13,7 @@ from runners.result import TrialResult
 from study import optuna_internals
 from study.claims import LEDGER_ATTRS, fail_orphans, fail_stale, ledger_rows
 from study.storage import open_storage
+from study.summary import Summary
 from study.trial_store import NewTrial, create_running_trials, record_heartbeats, write_result
 
 
@@ -29,8 +30,11 @@ def _result(value: float, status: str = "complete") -> TrialResult:
     )
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["models", "public-api"])
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_results_read_back_through_optuna_and_the_ledger_query(backend, tmp_path, request):
+def test_results_read_back_through_optuna_and_the_ledger_query(backend, fast, tmp_path, request, monkeypatch):
+    if not fast:
+        monkeypatch.setattr(optuna_internals, "_MODELS", None)
     url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     storage = open_storage(url, heartbeat_interval=1, grace_period=3)
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
@@ -69,6 +73,15 @@ def test_results_read_back_through_optuna_and_the_ledger_query(backend, tmp_path
         full = trials[row.number]
         assert row.state == full.state
         assert row.user_attrs == {k: full.user_attrs[k] for k in LEDGER_ATTRS if k in full.user_attrs}
+        assert row.value is None  # not asked for
+    scored = ledger_rows(storage, study_id, values=True)
+    assert [(r.number, r.value) for r in scored] == [(n, trials[n].value) for n in sorted(trials)]
+    assert scored[0].value == 0.75
+    # The closing table from the light rows is the one from Optuna's full trials.
+    summary = Summary.read(storage, "s", n_trials=4, max_retries=1)
+    assert summary == Summary.from_trials("s", study.get_trials(), n_trials=4, max_retries=1)
+    assert (summary.complete, summary.diverged, summary.failed_attempts) == (1, 1, 1)
+    assert summary.best_number == 0 and summary.best_value == 0.75 and summary.best_params == {"gamma": 0.0}
 
 
 def test_a_complete_result_needs_a_value(tmp_path):
