@@ -183,13 +183,11 @@ def compute(y_true: Any, y_score: Any, train_positives: Any = None, mask: Any = 
     positives = y_true.sum(axis=0)
     n_known = mask.sum(axis=0) if mask is not None else np.full(n_classes, y_true.shape[0])
     scored = np.flatnonzero(positives > 0)
-    both = np.flatnonzero((positives > 0) & (positives < n_known))
-    if scored.size:
+    if scored.size:  # AUC stays NaN where every known label is positive (_ranked: no negative)
         scores = y_score if mask is None else np.where(mask, y_score, -1.0)
         known = None if mask is None else mask[:, scored].astype(np.float64)
         ap[scored], auc[scored] = _ranked(y_true[:, scored], scores[:, scored], known)
         f1[scored] = _f1(y_true[:, scored], y_pred[:, scored])
-        auc[np.setdiff1d(scored, both)] = np.nan  # every known label positive: no AUC
 
     excluded = [int(c) for c in np.flatnonzero(np.isnan(ap))]
     result: dict[str, Any] = {
